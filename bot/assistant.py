@@ -1,0 +1,403 @@
+"""The channel-independent core: one message in, one reply out, conversation state in a store."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot import messages
+from bot.diagnosis import UNKNOWN, FactReader, Open, best_question, open_causes
+from bot.knowledge import KioskError, KnowledgeBase
+from bot.match import Matcher, Score
+from bot.models import Candidate, Message, Reply
+from bot.phrases import Text, phrases
+from bot.privacy import redact
+from bot.store import MemoryStore, Store
+
+log = logging.getLogger(__name__)
+
+# Longest text the matcher reads; a kiosk question never needs more.
+MAX_QUERY_CHARS = 2000
+MAX_QUESTIONS = 2
+MAX_CLARIFY = 3
+
+# Score thresholds, tuned on labelled queries (see tests/test_accuracy.py).
+IDENTIFY = 0.55
+MARGIN = 0.12
+CONSIDER = 0.35
+TOPIC = 0.5
+# A cause this much heavier than all the others together is taken as the answer.
+DOMINANT = 0.8
+
+
+@dataclass
+class State:
+    """What the bot remembers about one conversation between messages."""
+
+    errors: dict[str, float] = field(default_factory=dict)
+    facts: dict[str, str] = field(default_factory=dict)
+    evidence: list[str] = field(default_factory=list)
+    pending_fact: str | None = None
+    clarify: dict[str, str] = field(default_factory=dict)
+    questions: int = 0
+    fallbacks: int = 0
+    warned: bool = False
+    updated: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def restart(self) -> None:
+        """Forget the diagnosis but remember that the privacy warning was already given."""
+        warned = self.warned
+        self.__dict__.update(State().__dict__)
+        self.warned = warned
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> State:
+        if not data:
+            return cls()
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+class Assistant:
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        store: Store | None = None,
+        timeout_minutes: float = 30,
+    ) -> None:
+        self.kb = kb
+        self.store: Store = store if store is not None else MemoryStore()
+        self.timeout_seconds = timeout_minutes * 60
+        self.matcher = Matcher(kb)
+        self.reader = FactReader(kb)
+        intents = kb.intents
+        self._greeting = phrases(intents.greeting)
+        self._thanks = phrases(intents.thanks)
+        self._reset = phrases(intents.reset)
+        self._vague = phrases(intents.vague_error)
+        self._yes = phrases(intents.yes)
+        self._no = phrases(intents.no)
+        self._unknown = phrases(intents.unknown)
+
+    # -- entry point ---------------------------------------------------------------------
+
+    def respond(self, message: Message) -> Reply:
+        started = time.perf_counter()
+        key = f"{message.channel}:{message.user}"
+        guarded = redact(_clean(message.text))
+        state = self._load(key)
+        reply = self._respond(message, guarded.text, state)
+        if guarded.redacted:
+            reply.redacted = True
+            if not state.warned:
+                reply.text = f"{messages.REDACTED}\n\n{reply.text}"
+                state.warned = True
+        state.updated = time.time()
+        self.store.save(key, state.as_json())
+        self._log(message, guarded.text, reply, started)
+        return reply
+
+    def reset(self, channel: str, user: str) -> None:
+        self.store.delete(f"{channel}:{user}")
+
+    # -- conversation --------------------------------------------------------------------
+
+    def _load(self, key: str) -> State:
+        state = State.from_json(self.store.load(key))
+        if state.updated and time.time() - state.updated > self.timeout_seconds:
+            return State(warned=state.warned)
+        return state
+
+    def _respond(self, message: Message, text: str, state: State) -> Reply:
+        user = message.user
+        if len(text) > MAX_QUERY_CHARS:
+            text = text[:MAX_QUERY_CHARS]
+        query = Text.of(text)
+        if not query.compact or not any(ch.isalnum() for ch in query.compact):
+            if state.pending_fact:
+                return self._ask(user, state, state.pending_fact, messages.REASK)
+            return Reply(user=user, kind="fallback", text=messages.EMPTY)
+
+        if self._matches(self._reset, query, whole=True):
+            state.restart()
+            return Reply(user=user, kind="notice", text=messages.RESET)
+
+        ranked = self.matcher.rank(query)
+        if state.clarify:
+            reply = self._after_clarify(user, query, state)
+            if reply is not None:
+                return reply
+        if state.pending_fact:
+            reply = self._after_question(user, query, state, ranked)
+            if reply is not None:
+                return reply
+        return self._fresh(user, query, state, ranked)
+
+    def _fresh(self, user: str, query: Text, state: State, ranked: list[Score]) -> Reply:
+        errors = [s for s in ranked if s.kind == "error"]
+        topics = [s for s in ranked if s.kind == "topic"]
+        best = errors[0]
+        runner_up = errors[1].score if len(errors) > 1 else 0.0
+        candidates = [Candidate(s.entry_id, None, s.score) for s in errors[:MAX_CLARIFY]]
+        state.restart()
+
+        if topics and topics[0].score >= TOPIC and topics[0].score > best.score:
+            return self._topic(user, topics[0].entry_id, candidates)
+        if best.score >= IDENTIFY and best.score - runner_up >= MARGIN:
+            state.errors = {best.entry_id: 1.0}
+            return self._diagnose(user, query, state, candidates)
+
+        close = [s for s in errors if s.score >= CONSIDER and best.score - s.score < MARGIN]
+        if best.score >= IDENTIFY and len(close) > 1:
+            state.errors = {s.entry_id: s.score for s in close[:MAX_CLARIFY]}
+            reply = self._diagnose(user, query, state, candidates, must_split=True)
+            if reply is not None:
+                return reply
+        if best.score >= CONSIDER:
+            return self._clarify(user, state, [s for s in errors if s.score >= CONSIDER])
+
+        if self._matches(self._vague, query):
+            return Reply(user=user, kind="question", text=messages.ASK_SCREEN)
+        if self._matches(self._thanks, query):
+            return Reply(user=user, kind="notice", text=messages.THANKS)
+        if self._matches(self._greeting, query):
+            return Reply(user=user, kind="notice", text=messages.greeting(self.kb.municipality))
+        state.fallbacks += 1
+        return Reply(user=user, kind="fallback", text=messages.OUT_OF_SCOPE, candidates=[])
+
+    def _diagnose(
+        self,
+        user: str,
+        query: Text,
+        state: State,
+        candidates: list[Candidate],
+        must_split: bool = False,
+    ) -> Reply:
+        state.facts.update(self.reader.facts(query))
+        state.evidence = sorted({*state.evidence, *self.reader.evidence(query)})
+        return self._next_step(user, state, candidates, must_split)
+
+    def _next_step(
+        self,
+        user: str,
+        state: State,
+        candidates: list[Candidate],
+        must_split: bool = False,
+    ) -> Reply:
+        open_ = open_causes(self.kb, state.errors, state.facts, state.evidence)
+        if not open_:
+            # The facts rule out every cause: trust the match and list the causes instead.
+            open_ = open_causes(self.kb, state.errors, {}, state.evidence)
+        total = sum(o.weight for o in open_)
+        top = open_[0]
+        error_ids = {o.error_id for o in open_}
+        if len(open_) == 1 or top.weight >= DOMINANT * total:
+            return self._answer(user, top, candidates)
+        if state.questions < MAX_QUESTIONS:
+            fact = best_question(self.kb, open_, state.facts)
+            if fact is not None:
+                state.questions += 1
+                state.pending_fact = fact.id
+                error_id = next(iter(error_ids)) if len(error_ids) == 1 else None
+                return self._ask(user, state, fact.id, None, error_id, candidates)
+        if must_split and len(error_ids) > 1:
+            return self._clarify(user, state, [])
+        return self._unsure(user, open_, candidates)
+
+    def _after_question(
+        self, user: str, query: Text, state: State, ranked: list[Score]
+    ) -> Reply | None:
+        fact_id = state.pending_fact
+        assert fact_id is not None
+        fact = self.kb.facts[fact_id]
+        value = self.reader.choice_by_label(fact_id, query)
+        if value is None:
+            value = self.reader.facts(query, only=fact_id).get(fact_id)
+        if value is None:
+            value = self._yes_no(fact_id, query)
+        if value is None and self._matches(self._unknown, query):
+            value = UNKNOWN
+        new_topic = ranked[0].kind == "error" and ranked[0].screen >= 0.8
+        if value is None and (new_topic or ranked[0].score >= IDENTIFY + MARGIN):
+            return None
+        if value is None:
+            revealed = self.reader.facts(query)
+            if not revealed:
+                return self._ask(user, state, fact_id, messages.REASK)
+            state.facts.update(revealed)
+        else:
+            state.facts[fact_id] = value if fact.choice(value) or value == UNKNOWN else UNKNOWN
+            state.facts.update(
+                {k: v for k, v in self.reader.facts(query).items() if k not in state.facts}
+            )
+        state.pending_fact = None
+        state.evidence = sorted({*state.evidence, *self.reader.evidence(query)})
+        candidates = [Candidate(e, None, w) for e, w in state.errors.items()]
+        return self._next_step(user, state, candidates)
+
+    def _after_clarify(self, user: str, query: Text, state: State) -> Reply | None:
+        options = state.clarify
+        state.clarify = {}
+        if query.compact == Text.of(messages.NONE_OF_THESE).compact:
+            return Reply(
+                user=user,
+                kind="fallback",
+                text=messages.NONE_MATCHED.format(contact=messages.contact(self.kb.municipality)),
+            )
+        for label, error_id in options.items():
+            if Text.of(label).compact == query.compact:
+                state.errors = {error_id: 1.0}
+                return self._diagnose(user, query, state, [Candidate(error_id, None, 1.0)])
+        return None
+
+    # -- replies -------------------------------------------------------------------------
+
+    def _answer(self, user: str, chosen: Open, candidates: list[Candidate]) -> Reply:
+        error = self.kb.error(chosen.error_id)
+        cause = chosen.cause
+        return Reply(
+            user=user,
+            kind="answer",
+            text=messages.answer(error, cause, self.kb.municipality),
+            error_id=error.id,
+            cause_id=cause.id,
+            candidates=candidates,
+            sections=self._sections(error, cause.id),
+        )
+
+    def _unsure(self, user: str, open_: list[Open], candidates: list[Candidate]) -> Reply:
+        listed = [(self.kb.error(o.error_id), o.cause) for o in open_[:4]]
+        top = open_[0]
+        return Reply(
+            user=user,
+            kind="answer",
+            text=messages.unsure(listed, self.kb.municipality),
+            error_id=top.error_id,
+            cause_id=top.cause.id,
+            candidates=candidates,
+            sections=self._sections(self.kb.error(top.error_id), top.cause.id),
+        )
+
+    def _ask(
+        self,
+        user: str,
+        state: State,
+        fact_id: str,
+        prefix: str | None,
+        error_id: str | None = None,
+        candidates: list[Candidate] | None = None,
+    ) -> Reply:
+        fact = self.kb.facts[fact_id]
+        if error_id is None and len(state.errors) == 1:
+            error_id = next(iter(state.errors))
+        title = self.kb.error(error_id).title if error_id else None
+        labels = [c.label for c in fact.choices]
+        body = prefix + "\n" + fact.question if prefix else messages.question(title, fact.question)
+        return Reply(
+            user=user,
+            kind="question",
+            text=f"{body}\n{messages.choices_as_text(labels)}",
+            error_id=error_id,
+            candidates=candidates or [Candidate(e, None, w) for e, w in state.errors.items()],
+            choices=labels,
+            fact_id=fact_id,
+        )
+
+    def _clarify(self, user: str, state: State, scores: list[Score]) -> Reply:
+        if scores:
+            entries = [(s.entry_id, s.score) for s in scores[:MAX_CLARIFY]]
+        else:
+            entries = sorted(state.errors.items(), key=lambda kv: kv[1], reverse=True)
+        options = {_label(self.kb.error(e)): e for e, _ in entries[:MAX_CLARIFY]}
+        state.clarify = options
+        state.pending_fact = None
+        labels = [*options, messages.NONE_OF_THESE]
+        return Reply(
+            user=user,
+            kind="clarify",
+            text=f"{messages.CLARIFY}\n{messages.choices_as_text(labels)}",
+            candidates=[Candidate(e, None, s) for e, s in entries[:MAX_CLARIFY]],
+            choices=labels,
+        )
+
+    def _topic(self, user: str, topic_id: str, candidates: list[Candidate]) -> Reply:
+        topic = self.kb.topic(topic_id)
+        tail = messages.TOPIC_TAIL.format(contact=messages.contact(self.kb.municipality))
+        return Reply(user=user, kind="fallback", text=f"{topic.answer}\n{tail}")
+
+    def _sections(self, error: KioskError, cause_id: str) -> dict[str, str]:
+        cause = self.kb.causes[cause_id]
+        sources = "\n".join(
+            " ".join(p for p in (s.title, s.url or "", f"({s.date})" if s.date else "") if p)
+            for s in cause.sources
+        )
+        return {
+            "title": f"エラー{error.id}「{error.title}」" if error.id.isdigit() else error.title,
+            "screen": error.screen_text or "",
+            "cause": cause.summary,
+            "remedy": cause.remedy,
+            "staff_notes": cause.staff_notes,
+            "sources": sources,
+        }
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _yes_no(self, fact_id: str, query: Text) -> str | None:
+        fact = self.kb.facts[fact_id]
+        values = {c.value for c in fact.choices}
+        if "yes" in values and self._matches(self._no, query):
+            return "no"
+        if "yes" in values and self._matches(self._yes, query):
+            return "yes"
+        return None
+
+    @staticmethod
+    def _matches(candidates: tuple[Any, ...], query: Text, whole: bool = False) -> bool:
+        if whole:
+            return any(p.compact == query.compact for p in candidates)
+        return any(p.found_in(query) for p in candidates)
+
+    def _log(self, message: Message, text: str, reply: Reply, started: float) -> None:
+        user_hash = hashlib.sha256(f"{message.channel}:{message.user}".encode()).hexdigest()[:12]
+        score = reply.candidates[0].score if reply.candidates else None
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        log.info(
+            "turn channel=%s user=%s kind=%s error=%s cause=%s score=%s ms=%.1f",
+            message.channel,
+            user_hash,
+            reply.kind,
+            reply.error_id,
+            reply.cause_id,
+            f"{score:.2f}" if score is not None else "-",
+            elapsed_ms,
+        )
+        log.debug("turn text=%r", text)
+        self.store.log_turn(
+            {
+                "at": time.time(),
+                "channel": message.channel,
+                "user_hash": user_hash,
+                "kind": reply.kind,
+                "error_id": reply.error_id,
+                "cause_id": reply.cause_id,
+                "score": score,
+                "redacted": int(reply.redacted),
+                "text": text,
+            }
+        )
+
+
+def _clean(text: str) -> str:
+    # Lone surrogates cannot be encoded, stored or logged; drop them before anything else.
+    return text.encode("utf-8", "ignore").decode("utf-8") if text else ""
+
+
+def _label(error: KioskError) -> str:
+    label = error.title
+    return label if len(label) <= 20 else label[:19] + "…"

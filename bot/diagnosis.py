@@ -1,0 +1,144 @@
+"""Narrow the open causes by facts, and pick the question that splits them best.
+
+A cause stays open while every fact it has a condition on is either unknown or has one of the
+allowed values. Among the facts not yet known, the next question is the one with the highest
+expected information gain over the open causes, divided by the fact's cost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from bot.knowledge import Cause, Fact, KnowledgeBase
+from bot.phrases import Phrase, Text, phrases
+
+UNKNOWN = "unknown"
+# Below this gain (in bits) a question is not worth the person's time.
+MIN_GAIN_BITS = 0.05
+
+
+@dataclass(frozen=True)
+class Open:
+    cause: Cause
+    error_id: str
+    weight: float
+
+
+def consistent(cause: Cause, facts: Mapping[str, str]) -> bool:
+    for fact_id, allowed in cause.conditions.items():
+        value = facts.get(fact_id)
+        if value is not None and value != UNKNOWN and value not in allowed:
+            return False
+    return True
+
+
+def open_causes(
+    kb: KnowledgeBase,
+    error_weights: Mapping[str, float],
+    facts: Mapping[str, str],
+    evidence: Iterable[str] = (),
+) -> list[Open]:
+    """List the causes of the candidate messages that the known facts still allow, best first.
+
+    A cause whose own evidence phrase was seen gets ten times its prior weight.
+    """
+    boosted = set(evidence)
+    found = []
+    for error_id, error_weight in error_weights.items():
+        error = kb.error(error_id)
+        for cause in error.causes:
+            if not consistent(cause, facts):
+                continue
+            weight = error_weight * cause.prior * (10.0 if cause.id in boosted else 1.0)
+            found.append(Open(cause=cause, error_id=error_id, weight=weight))
+    found.sort(key=lambda o: o.weight, reverse=True)
+    return found
+
+
+def _entropy(weights: Iterable[float]) -> float:
+    values = [w for w in weights if w > 0]
+    total = sum(values)
+    return -sum(w / total * math.log2(w / total) for w in values) if total else 0.0
+
+
+def information_gain(fact: Fact, candidates: list[Open]) -> float:
+    values = [c.value for c in fact.choices if c.value != UNKNOWN]
+    total = sum(o.weight for o in candidates)
+    if total == 0 or not values:
+        return 0.0
+    before = _entropy(o.weight for o in candidates)
+    after = 0.0
+    for value in values:
+        joint = [
+            o.weight / total * _likelihood(o.cause, fact.id, value, len(values))
+            for o in candidates
+        ]
+        p_value = sum(joint)
+        if p_value > 0:
+            after += p_value * _entropy(joint)
+    return before - after
+
+
+def _likelihood(cause: Cause, fact_id: str, value: str, value_count: int) -> float:
+    allowed = cause.conditions.get(fact_id)
+    if allowed is None:
+        return 1.0 / value_count
+    return 1.0 / len(allowed) if value in allowed else 0.0
+
+
+def best_question(
+    kb: KnowledgeBase, candidates: list[Open], known: Mapping[str, str]
+) -> Fact | None:
+    best: tuple[float, Fact] | None = None
+    for fact in kb.facts.values():
+        if fact.id in known:
+            continue
+        gain = information_gain(fact, candidates) / fact.cost
+        if gain >= MIN_GAIN_BITS and (best is None or gain > best[0]):
+            best = (gain, fact)
+    return best[1] if best else None
+
+
+class FactReader:
+    """Finds fact values and cause evidence that a free-text message reveals."""
+
+    def __init__(self, kb: KnowledgeBase) -> None:
+        self._kb = kb
+        self._choice_phrases = {
+            fact.id: [(choice.value, phrases((choice.label, *choice.phrases))) for choice in fact.choices]
+            for fact in kb.facts.values()
+        }
+        self._evidence = {
+            cause_id: phrases(cause.evidence) for cause_id, cause in kb.causes.items()
+        }
+
+    def facts(self, text: Text, only: str | None = None) -> dict[str, str]:
+        """Return fact values named in the text; the longest matching phrase wins a conflict."""
+        found: dict[str, str] = {}
+        for fact_id, choices in self._choice_phrases.items():
+            if only is not None and fact_id != only:
+                continue
+            best: tuple[int, str] | None = None
+            for value, candidates in choices:
+                for phrase in candidates:
+                    if phrase.found_in(text) and (best is None or len(phrase.compact) > best[0]):
+                        best = (len(phrase.compact), value)
+            if best is not None:
+                found[fact_id] = best[1]
+        return found
+
+    def evidence(self, text: Text) -> list[str]:
+        return [cause_id for cause_id, found in self._evidence.items() if _any(found, text)]
+
+    def choice_by_label(self, fact_id: str, text: Text) -> str | None:
+        fact = self._kb.facts[fact_id]
+        for choice in fact.choices:
+            if Phrase.of(choice.label).compact == text.compact:
+                return choice.value
+        return None
+
+
+def _any(candidates: tuple[Phrase, ...], text: Text) -> bool:
+    return any(p.found_in(text) for p in candidates)

@@ -1,0 +1,162 @@
+"""Rank kiosk messages and out-of-scope topics against a query, with the evidence for each score.
+
+Three kinds of evidence are combined for every entry:
+
+* screen: how much of the entry's screen text aligns inside the query (OCR or typed copy);
+* keywords: distinctive phrases found in the query, by surface form or by reading;
+* similarity: TF-IDF cosine between the query's content words and the entry's examples.
+
+Each is a number in [0, 1]; they are combined as independent evidence (noisy-OR), so one
+strong signal is enough and several weak ones add up.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rapidfuzz import fuzz
+
+from bot.knowledge import PLACEHOLDER, KnowledgeBase
+from bot.normalize import compact, mask_numbers
+from bot.phrases import Phrase, Text, phrases
+from bot.tokenize import content_terms
+
+# Placeholders that the kiosk fills with digits; any other placeholder is a name (a town).
+NUMERIC_PLACEHOLDERS = {"月", "日", "時", "分", "番号", "年"}
+# A keyword hit is strong evidence but not proof: the word may be used in passing.
+KEYWORD_WEIGHT = 0.6
+SIMILARITY_WEIGHT = 0.85
+# Screen-text alignment of fewer characters than this says little (e.g. "カード").
+MIN_ALIGNED_CHARS = 6
+
+EntryKind = Literal["error", "topic"]
+
+
+@dataclass(frozen=True)
+class Score:
+    entry_id: str
+    kind: EntryKind
+    score: float
+    screen: float = 0.0
+    keywords: tuple[str, ...] = ()
+    similarity: float = 0.0
+
+    @property
+    def evidence(self) -> list[str]:
+        found = [f"keyword:{k}" for k in self.keywords]
+        if self.screen:
+            found.append(f"screen:{self.screen:.2f}")
+        if self.similarity:
+            found.append(f"similar:{self.similarity:.2f}")
+        return found
+
+
+@dataclass
+class _Entry:
+    id: str
+    kind: EntryKind
+    patterns: tuple[str, ...]
+    keywords: tuple[Phrase, ...]
+    vector: dict[str, float] = field(default_factory=dict)
+
+
+def screen_pattern(screen_text: str) -> str:
+    """Turn a screen text into the compact, number-masked form queries are aligned against."""
+
+    def fill(match: re.Match[str]) -> str:
+        return "#" if match.group(0)[1:-1] in NUMERIC_PLACEHOLDERS else ""
+
+    return mask_numbers(compact(PLACEHOLDER.sub(fill, screen_text)))
+
+
+def align(pattern: str, query: str) -> float:
+    """Return how much of ``pattern`` appears, nearly verbatim, inside ``query`` (0 to 1)."""
+    if not pattern or not query:
+        return 0.0
+    coverage = min(1.0, len(query) / len(pattern))
+    if len(query) < MIN_ALIGNED_CHARS:
+        return 0.0
+    return fuzz.partial_ratio(pattern, query) / 100 * coverage
+
+
+class Matcher:
+    """Scores every kiosk message and topic of a knowledge base against a query."""
+
+    def __init__(self, kb: KnowledgeBase) -> None:
+        self._entries: list[_Entry] = []
+        documents: list[Counter[str]] = []
+        for error in kb.errors:
+            self._entries.append(
+                _Entry(
+                    id=error.id,
+                    kind="error",
+                    patterns=tuple(screen_pattern(t) for t in error.screen_texts),
+                    keywords=phrases(error.keywords),
+                )
+            )
+            texts = [*error.screen_texts, *error.examples, *error.keywords]
+            documents.append(Counter(t for text in texts for t in content_terms(compact(text))))
+        for topic in kb.topics:
+            self._entries.append(
+                _Entry(id=topic.id, kind="topic", patterns=(), keywords=phrases(topic.keywords))
+            )
+            texts = [topic.title, *topic.examples, *topic.keywords]
+            documents.append(Counter(t for text in texts for t in content_terms(compact(text))))
+        self._idf = _idf(documents)
+        for entry, counts in zip(self._entries, documents, strict=True):
+            entry.vector = self._weigh(counts)
+
+    def rank(self, query: Text) -> list[Score]:
+        masked = mask_numbers(query.compact)
+        vector = self._weigh(Counter(content_terms(query.compact)))
+        scores = [self._score(entry, query, masked, vector) for entry in self._entries]
+        scores.sort(key=lambda s: s.score, reverse=True)
+        return scores
+
+    def _score(
+        self, entry: _Entry, query: Text, masked: str, vector: dict[str, float]
+    ) -> Score:
+        screen = max((align(p, masked) for p in entry.patterns), default=0.0)
+        hits = tuple(k.raw for k in entry.keywords if k.found_in(query))
+        keyword = 1 - (1 - KEYWORD_WEIGHT) ** len(hits)
+        similarity = _cosine(vector, entry.vector)
+        combined = 1 - (1 - screen**2) * (1 - keyword) * (1 - SIMILARITY_WEIGHT * similarity)
+        return Score(
+            entry_id=entry.id,
+            kind=entry.kind,
+            score=combined,
+            screen=screen,
+            keywords=hits,
+            similarity=similarity,
+        )
+
+    def _weigh(self, counts: Counter[str]) -> dict[str, float]:
+        weights = {
+            term: (1 + math.log(count)) * self._idf[term]
+            for term, count in counts.items()
+            if term in self._idf
+        }
+        norm = math.sqrt(sum(w * w for w in weights.values()))
+        return {t: w / norm for t, w in weights.items()} if norm else {}
+
+
+def _idf(documents: list[Counter[str]]) -> dict[str, float]:
+    frequency: Counter[str] = Counter()
+    for document in documents:
+        frequency.update(document.keys())
+    total = len(documents)
+    return {term: math.log((1 + total) / (1 + df)) + 1 for term, df in frequency.items()}
+
+
+def _cosine(first: dict[str, float], second: dict[str, float]) -> float:
+    if len(first) > len(second):
+        first, second = second, first
+    return sum(w * second.get(t, 0.0) for t, w in first.items())
+
+
+def query_text(raw: str) -> Text:
+    return Text.of(raw)

@@ -1,0 +1,94 @@
+"""Every sentence the bot itself says to a person, in one place so staff can review the tone.
+
+Knowledge-base text (causes, remedies, questions) lives in knowledge/; these templates only
+frame it.
+"""
+
+from __future__ import annotations
+
+from bot.knowledge import Cause, KioskError, Municipality
+
+NONE_OF_THESE = "どれでもない"
+RESET_LABEL = "最初から"
+
+GREETING = (
+    "こんにちは。{city}のコンビニ交付サービス（コンビニでの証明書の取得）の案内窓口です。\n"
+    "マルチコピー機でエラーが出たときは、画面に出ている文言をそのまま送るか、"
+    "画面の写真を送ってください。原因と対処方法をご案内します。"
+)
+THANKS = "どういたしまして。またお困りのときは、いつでもメッセージを送ってください。"
+RESET = "最初からやり直します。コピー機の画面に出ている文言を送ってください。"
+EMPTY = (
+    "メッセージが読み取れませんでした。コピー機の画面に出ている文言を文字で送るか、"
+    "画面の写真を送ってください。"
+)
+ASK_SCREEN = (
+    "お困りのことがあったのですね。コピー機の画面にどのような文言が出ましたか？\n"
+    "画面の文言をそのまま送っていただくか、画面の写真を送ってください。"
+)
+OUT_OF_SCOPE = (
+    "申し訳ありません。この窓口では、コンビニ交付サービス（コンビニのマルチコピー機での"
+    "証明書の取得）で出るエラーについてご案内しています。\n"
+    "エラーでお困りの場合は、画面の文言をそのまま送るか、画面の写真を送ってください。"
+)
+NONE_MATCHED = (
+    "候補の中にないのですね。画面の文言をそのまま送っていただくか、画面の写真を送ってください。"
+    "解決しない場合は{contact}へお問い合わせください。"
+)
+REDACTED = (
+    "※暗証番号やマイナンバーなどの番号は送らないでください。"
+    "お送りいただいた番号は読み取らずに消しており、保存もしていません。"
+    "ほかの人に伝わった心配があるときは、暗証番号の変更をご検討ください。"
+)
+TOO_LONG = "メッセージが長いため、はじめの部分だけを読みました。"
+CLARIFY = "次のどの表示に近いですか？当てはまるものを選んでください。"
+QUESTION_INTRO = "「{title}」の表示ですね。原因を確かめるため、1つ教えてください。"
+QUESTION_INTRO_MULTI = "原因を確かめるため、1つ教えてください。"
+REASK = "すみません、お答えを読み取れませんでした。選択肢から選ぶか、言葉で教えてください。"
+ANSWER = "【{title}】\n原因: {summary}\n\n対処: {remedy}"
+SCREEN_LINE = "画面の表示: 「{screen}」"
+UNSURE = "原因を1つに絞りきれませんでした。次のどれかが考えられます。"
+WHERE_TO_ASK = "解決しない場合は、{contact}へお問い合わせください。"
+TOPIC_TAIL = "ご不明な点は{contact}へお問い合わせください。"
+EXPIRED = "前回のやり取りから時間がたったため、最初から伺います。"
+
+
+def contact(city: Municipality) -> str:
+    """Name where to ask: the office and its phone, or just 市役所の窓口 when no number is set."""
+    office = city.office_name or "市役所"
+    if city.phone:
+        return f"{office}（電話 {city.phone}）"
+    return "市役所の窓口"
+
+
+def greeting(city: Municipality) -> str:
+    return GREETING.format(city=city.name)
+
+
+def answer(error: KioskError, cause: Cause, city: Municipality) -> str:
+    lines = [ANSWER.format(title=error.title, summary=cause.summary, remedy=cause.remedy.strip())]
+    lines.append(WHERE_TO_ASK.format(contact=contact(city)))
+    return "\n\n".join(lines)
+
+
+def unsure(causes: list[tuple[KioskError, Cause]], city: Municipality) -> str:
+    lines = [UNSURE]
+    for error, cause in causes:
+        lines.append(f"・{cause.summary}\n　→ {_first_sentence(cause.remedy)}")
+    lines.append(WHERE_TO_ASK.format(contact=contact(city)))
+    return "\n".join(lines)
+
+
+def question(title: str | None, text: str) -> str:
+    intro = QUESTION_INTRO.format(title=title) if title else QUESTION_INTRO_MULTI
+    return f"{intro}\n{text}"
+
+
+def choices_as_text(labels: list[str]) -> str:
+    # PC LINE users get no quick-reply buttons, so the choices are also written out.
+    return "\n".join(f"・{label}" for label in labels)
+
+
+def _first_sentence(text: str) -> str:
+    head, sep, _ = text.strip().partition("。")
+    return head + sep
