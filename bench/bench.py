@@ -86,7 +86,9 @@ def main() -> None:
     for number in range(100):
         user = f"two-{number}"
         started = time.perf_counter()
-        first = assistant.respond(Message(channel="web", user=user, text="ご利用いただけないカードです"))
+        first = assistant.respond(
+            Message(channel="web", user=user, text="ご利用いただけないカードです")
+        )
         answer = first.choices[0] if first.choices else "はい"
         assistant.respond(Message(channel="web", user=user, text=answer))
         two_turn_ms.append((time.perf_counter() - started) * 1000)

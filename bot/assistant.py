@@ -28,6 +28,9 @@ MAX_CLARIFY = 3
 IDENTIFY = 0.55
 MARGIN = 0.12
 CONSIDER = 0.35
+# Messages within SPREAD of the best one (and above CONSIDER_RIVAL) stay in the running.
+SPREAD = 0.25
+CONSIDER_RIVAL = 0.25
 TOPIC = 0.5
 # A cause this much heavier than all the others together is taken as the answer.
 DOMINANT = 0.8
@@ -153,13 +156,14 @@ class Assistant:
             state.errors = {best.entry_id: 1.0}
             return self._diagnose(user, query, state, candidates)
 
-        close = [s for s in errors if s.score >= CONSIDER and best.score - s.score < MARGIN]
-        if best.score >= IDENTIFY and len(close) > 1:
-            state.errors = {s.entry_id: s.score for s in close[:MAX_CLARIFY]}
-            reply = self._diagnose(user, query, state, candidates, must_split=True)
-            if reply is not None:
-                return reply
         if best.score >= CONSIDER:
+            # Several messages fit: a question may still tell them apart ("3回続けて？").
+            close = [
+                s for s in errors if s.score >= CONSIDER_RIVAL and best.score - s.score < SPREAD
+            ][:MAX_CLARIFY]
+            if len(close) > 1:
+                state.errors = {s.entry_id: s.score for s in close}
+                return self._diagnose(user, query, state, candidates, must_split=True)
             return self._clarify(user, state, [s for s in errors if s.score >= CONSIDER])
 
         if self._matches(self._vague, query):

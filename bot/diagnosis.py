@@ -72,8 +72,7 @@ def information_gain(fact: Fact, candidates: list[Open]) -> float:
     after = 0.0
     for value in values:
         joint = [
-            o.weight / total * _likelihood(o.cause, fact.id, value, len(values))
-            for o in candidates
+            o.weight / total * _likelihood(o.cause, fact.id, value, len(values)) for o in candidates
         ]
         p_value = sum(joint)
         if p_value > 0:
@@ -107,7 +106,9 @@ class FactReader:
     def __init__(self, kb: KnowledgeBase) -> None:
         self._kb = kb
         self._choice_phrases = {
-            fact.id: [(choice.value, phrases((choice.label, *choice.phrases))) for choice in fact.choices]
+            fact.id: [
+                (choice.value, phrases((choice.label, *choice.phrases))) for choice in fact.choices
+            ]
             for fact in kb.facts.values()
         }
         self._evidence = {

@@ -116,7 +116,9 @@ class KioskError(_Model):
     @classmethod
     def _error_id(cls, value: str) -> str:
         if not ERROR_ID.match(value):
-            raise ValueError("id は「1」〜「99」の番号か、英小文字の名前（例: smartphone-cert）です")
+            raise ValueError(
+                "id は「1」〜「99」の番号か、英小文字の名前（例: smartphone-cert）です"
+            )
         return value
 
     @property
@@ -224,9 +226,7 @@ def load(directory: str | Path) -> KnowledgeBase:
 
     municipality = _load_one(directory / FILES["municipality"], Municipality, problems)
     intents = _load_one(directory / FILES["intents"], Intents, problems)
-    facts = {
-        f.id: f for f in _load_list(directory / FILES["facts"], "facts", Fact, problems)
-    }
+    facts = {f.id: f for f in _load_list(directory / FILES["facts"], "facts", Fact, problems)}
     errors: list[KioskError] = []
     topics: list[Topic] = []
     for path in sorted(directory.glob("errors*.yaml")):
@@ -283,9 +283,7 @@ def _load_one(path: Path, model: type[M], problems: list[str]) -> M | None:
         return None
 
 
-def _load_list(
-    path: Path, key: str, model: type[M], problems: list[str]
-) -> list[M]:
+def _load_list(path: Path, key: str, model: type[M], problems: list[str]) -> list[M]:
     data = _read_yaml(path, problems)
     if data is None:
         return []
@@ -340,11 +338,11 @@ def _cross_check(
 ) -> Iterator[str]:
     yield from _duplicates("errors*.yaml", "エラー", (e.id for e in errors))
     yield from _duplicates("topics*.yaml", "話題", (t.id for t in topics))
-    yield from _duplicates(
-        "errors*.yaml", "原因", (c.id for e in errors for c in e.causes)
-    )
+    yield from _duplicates("errors*.yaml", "原因", (c.id for e in errors for c in e.causes))
     for fact in facts.values():
-        yield from _duplicates("facts.yaml", f"「{fact.id}」の選択肢", (c.value for c in fact.choices))
+        yield from _duplicates(
+            "facts.yaml", f"「{fact.id}」の選択肢", (c.value for c in fact.choices)
+        )
 
     used: set[str] = set()
     for error in errors:

@@ -95,7 +95,9 @@ class Matcher:
                     id=error.id,
                     kind="error",
                     patterns=tuple(screen_pattern(t) for t in error.screen_texts),
-                    keywords=phrases(error.keywords),
+                    keywords=phrases(
+                        (*error.keywords, *(e for c in error.causes for e in c.evidence))
+                    ),
                 )
             )
             texts = [*error.screen_texts, *error.examples, *error.keywords]
@@ -117,9 +119,7 @@ class Matcher:
         scores.sort(key=lambda s: s.score, reverse=True)
         return scores
 
-    def _score(
-        self, entry: _Entry, query: Text, masked: str, vector: dict[str, float]
-    ) -> Score:
+    def _score(self, entry: _Entry, query: Text, masked: str, vector: dict[str, float]) -> Score:
         screen = max((align(p, masked) for p in entry.patterns), default=0.0)
         hits = tuple(k.raw for k in entry.keywords if k.found_in(query))
         keyword = 1 - (1 - KEYWORD_WEIGHT) ** len(hits)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
 from bot.normalize import compact, to_hiragana
 from bot.tokenize import reading
@@ -24,18 +25,29 @@ class Text:
         return cls(compact=form, reading=to_hiragana(reading(form)))
 
 
+# A knowledge-base phrase written as "re:PATTERN" is a regular expression over the compact
+# normalized text (full-width digits are already ASCII there), e.g. "re:12月3[01]日".
+REGEX_PREFIX = "re:"
+
+
 @dataclass(frozen=True)
 class Phrase:
     raw: str
     compact: str
     reading: str
+    pattern: re.Pattern[str] | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, raw: str) -> Phrase:
+        if raw.startswith(REGEX_PREFIX):
+            source = raw[len(REGEX_PREFIX) :]
+            return cls(raw=raw, compact=source, reading="", pattern=re.compile(source))
         text = Text.of(raw)
         return cls(raw=raw, compact=text.compact, reading=text.reading)
 
     def found_in(self, text: Text) -> bool:
+        if self.pattern is not None:
+            return self.pattern.search(text.compact) is not None
         if self.compact and self.compact in text.compact:
             return True
         return len(self.reading) >= MIN_READING_CHARS and self.reading in text.reading

@@ -61,8 +61,7 @@ def redact(text: str) -> Redaction:
 def _decompose_digits(text: str) -> str:
     # Circled and other compatibility digits (①, ⑴) would hide a PIN from the patterns.
     return "".join(
-        unicodedata.normalize("NFKC", ch) if unicodedata.category(ch) == "No" else ch
-        for ch in text
+        unicodedata.normalize("NFKC", ch) if unicodedata.category(ch) == "No" else ch for ch in text
     )
 
 

@@ -101,9 +101,11 @@ class SQLiteStore:
         return db
 
     def load(self, key: str) -> dict[str, Any] | None:
-        row = self._connect().execute(
-            "SELECT state FROM conversations WHERE key = ?", (key,)
-        ).fetchone()
+        row = (
+            self._connect()
+            .execute("SELECT state FROM conversations WHERE key = ?", (key,))
+            .fetchone()
+        )
         return json.loads(row[0]) if row else None
 
     def save(self, key: str, state: dict[str, Any]) -> None:

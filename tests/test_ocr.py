@@ -174,7 +174,7 @@ def test_tilted_photo_lines_in_reading_order(tilt_degrees: int) -> None:
 
 
 def test_exif_orientation_applied() -> None:
-    # Orientation 6 tells viewers to turn the stored pixels 90 degrees clockwise.
+    # With orientation 6 the stored pixels must be turned 90 degrees clockwise for display.
     stored_sideways = text_image("KIOSK ERROR 42").rotate(90, expand=True)
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -182,6 +182,19 @@ def test_exif_orientation_applied() -> None:
     result = read_image(encode(stored_sideways, "JPEG", exif=exif, quality=95))
 
     assert result.lines == ("KIOSK ERROR 42",)
+
+
+def test_corrupt_exif_ignored() -> None:
+    # An EXIF block that ends in the middle of its first entry.
+    broken_exif = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x05\x01\x12\x00\x03"
+    photo = encode(text_image("KIOSK ERROR 42"), "JPEG", exif=broken_exif, quality=95)
+
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        result = read_image(photo)
+
+    assert result.lines == ("KIOSK ERROR 42",)
+    assert [str(w.message) for w in escaped] == []
 
 
 def test_transparent_screenshot_read_on_white() -> None:
@@ -234,7 +247,7 @@ def test_over_size_limit_too_large() -> None:
     assert caught.value.reason == "too_large"
 
 
-def test_size_limit_itself_allowed() -> None:
+def test_size_at_limit_decoded() -> None:
     # Exactly at the limit the bytes are decoded, and zeros are no image.
     with pytest.raises(ImageError) as caught:
         read_image(b"\x00" * MAX_IMAGE_BYTES)
