@@ -97,7 +97,7 @@ def start_socket_mode(
     """
     if settings.slack_app_token is None:
         raise ValueError("Socket Mode needs SLACK_APP_TOKEN (an app-level token, xapp-…)")
-    app = build_app(settings, assistant, store)
+    app = build_app(settings, assistant, store, socket_mode=True)
     handler = SocketModeHandler(
         app,
         app_token=settings.slack_app_token.get_secret_value(),
@@ -118,11 +118,19 @@ def _touch(running: SocketMode) -> None:
     running.last_message = time.time()
 
 
-def build_app(settings: Settings, assistant: Assistant, store: Store) -> App:
-    """Build the Bolt app. It calls auth.test once, so the Web API must be reachable."""
+def build_app(
+    settings: Settings, assistant: Assistant, store: Store, socket_mode: bool = False
+) -> App:
+    """Build the Bolt app. It calls auth.test once, so the Web API must be reachable.
+
+    Over HTTP every request must carry a valid signature; Socket Mode requests arrive over
+    the app's own authenticated WebSocket and carry none.
+    """
     if settings.slack_bot_token is None:
         raise ValueError("the Slack channel needs SLACK_BOT_TOKEN (a bot token, xoxb-…)")
     secret = settings.slack_signing_secret
+    if not socket_mode and secret is None:
+        raise ValueError("Slack over HTTP needs SLACK_SIGNING_SECRET to verify requests")
     client = WebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
@@ -131,11 +139,10 @@ def build_app(settings: Settings, assistant: Assistant, store: Store) -> App:
     client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
     app = App(
         client=client,
-        signing_secret=secret.get_secret_value() if secret else "",
         # Bolt's own verifier logs the raw request body at INFO on failure, so a quieter
         # middleware with the same checks takes its place (see _signature_check).
         request_verification_enabled=False,
-        before_authorize=_signature_check(secret.get_secret_value() if secret else ""),
+        before_authorize=None if secret is None else _signature_check(secret.get_secret_value()),
         process_before_response=False,
     )
     staff = _StaffChannel(assistant, store)

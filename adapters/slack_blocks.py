@@ -131,8 +131,11 @@ def render_chosen(
 
 
 def fallback_text(text: str) -> str:
-    first = text.strip() or DEFAULT_FALLBACK
-    return escape(_cut(first, MAX_FALLBACK_CHARS))
+    """Escape the reply text for the top-level `text` field, cut to MAX_FALLBACK_CHARS."""
+    escaped = escape(text.strip() or DEFAULT_FALLBACK)
+    if len(escaped) <= MAX_FALLBACK_CHARS:
+        return escaped
+    return escaped[: _safe_cut(escaped, MAX_FALLBACK_CHARS - 1)] + "…"
 
 
 def conversation_of(block_id: str) -> str | None:

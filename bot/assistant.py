@@ -8,11 +8,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot import messages
+from bot import messages, ocr, screen
 from bot.diagnosis import UNKNOWN, FactReader, Open, best_question, open_causes
 from bot.knowledge import KioskError, KnowledgeBase
 from bot.match import Matcher, Score
 from bot.models import Candidate, Message, Reply
+from bot.normalize import normalize
 from bot.phrases import Text, phrases
 from bot.privacy import redact
 from bot.store import MemoryStore, Store
@@ -93,9 +94,13 @@ class Assistant:
     def respond(self, message: Message) -> Reply:
         started = time.perf_counter()
         key = f"{message.channel}:{message.user}"
-        guarded = redact(_clean(message.text))
         state = self._load(key)
-        reply = self._respond(message, guarded.text, state)
+        if message.image is not None:
+            reply, text = self._respond_image(message, state)
+            guarded = redact(text)
+        else:
+            guarded = redact(_clean(message.text))
+            reply = self._respond(message, guarded.text, state)
         if guarded.redacted:
             reply.redacted = True
             if not state.warned:
@@ -141,6 +146,33 @@ class Assistant:
             if reply is not None:
                 return reply
         return self._fresh(user, query, state, ranked)
+
+    def _respond_image(self, message: Message, state: State) -> tuple[Reply, str]:
+        """Read a photo of the kiosk screen and answer as if its message had been typed."""
+        assert message.image is not None
+        user = message.user
+        try:
+            result = ocr.read_image(message.image)
+        except ocr.ImageError as exc:
+            log.info("image rejected reason=%s", exc.reason)
+            return Reply(user=user, kind="fallback", text=messages.IMAGE_REJECTED[exc.reason]), ""
+        text = redact(result.text).text
+        query = Text.of(text)
+        seen = messages.image_read(normalize(text))
+        found = screen.identify(self.matcher, query)
+        state.restart()
+        if found.error_id is not None:
+            state.errors = {found.error_id: 1.0}
+            candidates = [Candidate(e, None, s) for e, s in found.offered]
+            reply = self._diagnose(user, query, state, candidates)
+        elif found.offered:
+            scores = [Score(e, "error", s, screen=s) for e, s in found.offered]
+            reply = self._clarify(user, state, scores)
+        else:
+            reply = Reply(user=user, kind="fallback", text=messages.IMAGE_UNREADABLE)
+        reply.text = f"{seen}\n\n{reply.text}" if seen else reply.text
+        reply.ocr_text = query.compact
+        return reply, text
 
     def _fresh(self, user: str, query: Text, state: State, ranked: list[Score]) -> Reply:
         errors = [s for s in ranked if s.kind == "error"]

@@ -169,8 +169,9 @@ def _message_from_line(line: str) -> Message:
     text = data.get("text", "")
     if not isinstance(text, str):
         raise ValueError('"text" must be a string')
-    audience = "staff" if channel == "slack" else "resident"
-    return Message(channel=channel, user=user, text=text, at=at, audience=audience)
+    if channel == "slack":
+        return Message(channel=channel, user=user, text=text, at=at, audience="staff")
+    return Message(channel=channel, user=user, text=text, at=at)
 
 
 def _render_text(reply: Reply) -> str:

@@ -229,14 +229,17 @@ def load(directory: str | Path) -> KnowledgeBase:
     facts = {f.id: f for f in _load_list(directory / FILES["facts"], "facts", Fact, problems)}
     errors: list[KioskError] = []
     topics: list[Topic] = []
+    origin: dict[str, str] = {}
     for path in sorted(directory.glob("errors*.yaml")):
-        errors.extend(_load_list(path, "errors", KioskError, problems))
+        loaded = _load_list(path, "errors", KioskError, problems)
+        origin.update({error.id: path.name for error in loaded})
+        errors.extend(loaded)
     for path in sorted(directory.glob("topics*.yaml")):
         topics.extend(_load_list(path, "topics", Topic, problems))
     if not errors:
         problems.append(f"{directory}: errors*.yaml にエラーメッセージが1件もありません。")
 
-    problems.extend(_cross_check(errors, facts, topics))
+    problems.extend(_cross_check(errors, facts, topics, origin))
     if problems or municipality is None or intents is None:
         raise KnowledgeError(problems)
     return KnowledgeBase(
@@ -334,21 +337,25 @@ def _describe(file: str, entry: str | None, exc: ValidationError) -> list[str]:
 
 
 def _cross_check(
-    errors: list[KioskError], facts: dict[str, Fact], topics: list[Topic]
+    errors: list[KioskError],
+    facts: dict[str, Fact],
+    topics: list[Topic],
+    origin: dict[str, str],
 ) -> Iterator[str]:
     yield from _duplicates("errors*.yaml", "エラー", (e.id for e in errors))
     yield from _duplicates("topics*.yaml", "話題", (t.id for t in topics))
     yield from _duplicates("errors*.yaml", "原因", (c.id for e in errors for c in e.causes))
-    for fact in facts.values():
+    for each in facts.values():
         yield from _duplicates(
-            "facts.yaml", f"「{fact.id}」の選択肢", (c.value for c in fact.choices)
+            "facts.yaml", f"「{each.id}」の選択肢", (c.value for c in each.choices)
         )
 
     used: set[str] = set()
     for error in errors:
+        file = origin.get(error.id, "errors.yaml")
         if error.screen_text is None and not error.examples and not error.keywords:
             yield (
-                f"errors*.yaml: 「{error.id}」: screen_text・examples・keywords のどれかが必要です"
+                f"{file}: 「{error.id}」: screen_text・examples・keywords のどれかが必要です"
                 "（どれもないと見つけられません）。"
             )
         for cause in error.causes:
@@ -356,8 +363,8 @@ def _cross_check(
                 fact = facts.get(fact_id)
                 if fact is None:
                     yield (
-                        f"errors*.yaml: 「{error.id}」の原因「{cause.id}」の「conditions.{fact_id}」: "
-                        f"facts.yaml にない事実です。"
+                        f"{file}: 「{error.id}」の原因「{cause.id}」の"
+                        f"「conditions.{fact_id}」: facts.yaml にない事実です。"
                     )
                     continue
                 used.add(fact_id)
@@ -365,10 +372,11 @@ def _cross_check(
                     if fact.choice(value) is None:
                         known = "、".join(c.value for c in fact.choices)
                         yield (
-                            f"errors*.yaml: 「{error.id}」の原因「{cause.id}」の"
-                            f"「conditions.{fact_id}」: 「{value}」は選択肢にありません（{known}）。"
+                            f"{file}: 「{error.id}」の原因「{cause.id}」の"
+                            f"「conditions.{fact_id}」: 「{value}」は選択肢にありません"
+                            f"（{known}）。"
                         )
-        yield from _unreachable(error, facts)
+        yield from _unreachable(error, facts, file)
     for fact_id in facts:
         if fact_id not in used:
             yield f"facts.yaml: 「{fact_id}」: どの原因の conditions にも使われていません。"
@@ -382,7 +390,7 @@ def _duplicates(file: str, what: str, ids: Iterable[str]) -> Iterator[str]:
         seen.add(item)
 
 
-def _unreachable(error: KioskError, facts: dict[str, Fact]) -> Iterator[str]:
+def _unreachable(error: KioskError, facts: dict[str, Fact], file: str) -> Iterator[str]:
     """Report causes that no combination of answers can single out.
 
     Two causes of one message with the same conditions (or none at all) can never be told apart
@@ -401,7 +409,7 @@ def _unreachable(error: KioskError, facts: dict[str, Fact]) -> Iterator[str]:
         ]
         if rivals:
             yield (
-                f"errors*.yaml: 「{error.id}」の原因「{cause.id}」: 「{'」「'.join(rivals)}」と"
+                f"{file}: 「{error.id}」の原因「{cause.id}」: 「{'」「'.join(rivals)}」と"
                 "同じ条件なので、質問で区別できません。conditions か evidence を足してください。"
             )
 

@@ -59,7 +59,7 @@ class Score:
 class _Entry:
     id: str
     kind: EntryKind
-    patterns: tuple[str, ...]
+    patterns: tuple[Pattern, ...]
     keywords: tuple[Phrase, ...]
     vector: dict[str, float] = field(default_factory=dict)
 
@@ -83,18 +83,69 @@ def align(pattern: str, query: str) -> float:
     return fuzz.partial_ratio(pattern, query) / 100 * coverage
 
 
+@dataclass(frozen=True)
+class Pattern:
+    """A screen text split into sentences, each weighted by how much it tells messages apart.
+
+    Kiosk messages share sentences (「市区町村にお問い合わせください。」), and a shared
+    sentence aligning perfectly must not make one message look like another.
+    """
+
+    sentences: tuple[str, ...]
+    weights: tuple[float, ...]
+
+    def align(self, query: str) -> float:
+        total = sum(self.weights)
+        if not total:
+            return 0.0
+        found = sum(w * align(s, query) for s, w in zip(self.sentences, self.weights, strict=True))
+        return found / total
+
+
+SHARED_SENTENCE = 90
+
+
+def _sentences(pattern: str) -> list[str]:
+    return [part + "。" if not part.endswith("。") else part for part in pattern.split("。") if part]
+
+
+def build_patterns(screen_texts: dict[str, tuple[str, ...]]) -> dict[str, tuple[Pattern, ...]]:
+    """Split every message's screen texts into sentences weighted by length and rarity."""
+    split = {
+        error_id: [_sentences(screen_pattern(t)) for t in texts]
+        for error_id, texts in screen_texts.items()
+    }
+    every = [(error_id, s) for error_id, variants in split.items() for v in variants for s in v]
+    result: dict[str, tuple[Pattern, ...]] = {}
+    for error_id, variants in split.items():
+        patterns = []
+        for sentences in variants:
+            weights = []
+            for sentence in sentences:
+                sharing = {
+                    other
+                    for other, candidate in every
+                    if fuzz.ratio(sentence, candidate) >= SHARED_SENTENCE
+                }
+                weights.append(len(sentence) / len(sharing | {error_id}))
+            patterns.append(Pattern(tuple(sentences), tuple(weights)))
+        result[error_id] = tuple(patterns)
+    return result
+
+
 class Matcher:
     """Scores every kiosk message and topic of a knowledge base against a query."""
 
     def __init__(self, kb: KnowledgeBase) -> None:
         self._entries: list[_Entry] = []
         documents: list[Counter[str]] = []
+        patterns = build_patterns({e.id: e.screen_texts for e in kb.errors})
         for error in kb.errors:
             self._entries.append(
                 _Entry(
                     id=error.id,
                     kind="error",
-                    patterns=tuple(screen_pattern(t) for t in error.screen_texts),
+                    patterns=patterns[error.id],
                     keywords=phrases(
                         (*error.keywords, *(e for c in error.causes for e in c.evidence))
                     ),
@@ -120,7 +171,7 @@ class Matcher:
         return scores
 
     def _score(self, entry: _Entry, query: Text, masked: str, vector: dict[str, float]) -> Score:
-        screen = max((align(p, masked) for p in entry.patterns), default=0.0)
+        screen = max((p.align(masked) for p in entry.patterns), default=0.0)
         hits = tuple(k.raw for k in entry.keywords if k.found_in(query))
         keyword = 1 - (1 - KEYWORD_WEIGHT) ** len(hits)
         similarity = _cosine(vector, entry.vector)

@@ -50,6 +50,21 @@ SCREEN_LINE = "画面の表示: 「{screen}」"
 UNSURE = "原因を1つに絞りきれませんでした。次のどれかが考えられます。"
 WHERE_TO_ASK = "解決しない場合は、{contact}へお問い合わせください。"
 TOPIC_TAIL = "ご不明な点は{contact}へお問い合わせください。"
+IMAGE_REJECTED = {
+    "too_large": "画像が大きすぎるため読み取れませんでした（10MB まで）。"
+    "画面の部分だけを写した写真か、画面の文言を文字で送ってください。",
+    "not_image": "画像として読み取れないファイルでした。"
+    "コピー機の画面の写真（JPEG か PNG）を送るか、画面の文言を文字で送ってください。",
+    "corrupt": "画像が壊れているため読み取れませんでした。"
+    "もう一度撮って送るか、画面の文言を文字で送ってください。",
+}
+IMAGE_UNREADABLE = (
+    "写真からエラーの文言を読み取れませんでした。エラーの画面ではないか、文字が"
+    "はっきり写っていない可能性があります。画面に出ている文言を文字で送っていただけますか。"
+)
+IMAGE_READ = "写真から次の文字を読み取りました。\n「{text}」"
+# Long OCR text is shortened in the reply; the whole text is in the reply's ocr_text field.
+IMAGE_READ_MAX_CHARS = 80
 EXPIRED = "前回のやり取りから時間がたったため、最初から伺います。"
 
 
@@ -73,7 +88,7 @@ def answer(error: KioskError, cause: Cause, city: Municipality) -> str:
 
 def unsure(causes: list[tuple[KioskError, Cause]], city: Municipality) -> str:
     lines = [UNSURE]
-    for error, cause in causes:
+    for _error, cause in causes:
         lines.append(f"・{cause.summary}\n　→ {_first_sentence(cause.remedy)}")
     lines.append(WHERE_TO_ASK.format(contact=contact(city)))
     return "\n".join(lines)
@@ -87,6 +102,15 @@ def question(title: str | None, text: str) -> str:
 def choices_as_text(labels: list[str]) -> str:
     # PC LINE users get no quick-reply buttons, so the choices are also written out.
     return "\n".join(f"・{label}" for label in labels)
+
+
+def image_read(text: str) -> str:
+    flat = " ".join(text.split())
+    if not flat:
+        return ""
+    if len(flat) > IMAGE_READ_MAX_CHARS:
+        flat = flat[: IMAGE_READ_MAX_CHARS - 1] + "…"
+    return IMAGE_READ.format(text=flat)
 
 
 def _first_sentence(text: str) -> str:

@@ -111,7 +111,8 @@ class SQLiteStore:
     def save(self, key: str, state: dict[str, Any]) -> None:
         self._connect().execute(
             "INSERT INTO conversations (key, state, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+            "ON CONFLICT(key) DO UPDATE SET "
+            "state = excluded.state, updated_at = excluded.updated_at",
             (key, json.dumps(state, ensure_ascii=False), time.time()),
         )
 
