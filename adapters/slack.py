@@ -1,10 +1,10 @@
 """Slack channel for city staff: Events API over HTTP, or Socket Mode, through slack-bolt.
 
-Every request is acknowledged before the core runs: Bolt acknowledges events itself, and the
-command and button listeners call ack() first, because Bolt runs listeners on its worker
-threads and answers Slack as soon as ack() is called (process_before_response stays False).
-Slack retries an event that is not acknowledged within 3 seconds, and may deliver one event
-twice anyway, so each event id is answered once, whatever the transport or retry headers say.
+Slack retries a request that is not acknowledged within 3 seconds, so nothing slow runs
+before the acknowledgement. Bolt acknowledges events itself, and the command and button
+listeners call ack() first (process_before_response stays False). The core then runs on a
+separate worker pool. Slack may still deliver one event more than once, so each event id
+is answered once, whatever the transport or the retry headers say.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +45,9 @@ PERSON_SUBTYPES = {None, "file_share", "thread_broadcast"}
 # A direct message outside any thread continues one conversation per DM channel.
 DM_ROOT = "dm"
 COMMAND_ROOT = "command"
+# Threads that run the core and post replies. The core is CPU-bound, so more threads than
+# cores buy little; they only keep one slow reply from holding up the others.
+REPLY_WORKERS = 4
 
 
 def create_router(settings: Settings, assistant: Assistant, store: Store) -> APIRouter:
@@ -90,10 +94,12 @@ class SocketMode:
 def start_socket_mode(
     settings: Settings, assistant: Assistant, store: Store, ping_interval: float = 10.0
 ) -> SocketMode:
-    """Connect to Slack over Socket Mode and return once connected; close() stops it.
+    """Open a Socket Mode connection in background threads and return it; close() stops it.
 
-    The WebSocket URL comes from apps.connections.open on MADOGUCHI_SLACK_API_URL. The client
-    reconnects by itself when the connection drops, checking every `ping_interval` seconds.
+    The WebSocket URL comes from apps.connections.open on MADOGUCHI_SLACK_API_URL, which
+    raises SlackApiError here when the token is rejected. A failed WebSocket handshake is
+    only logged: the client retries, checking the connection every `ping_interval` seconds,
+    and also reconnects by itself whenever the connection drops later.
     """
     if settings.slack_app_token is None:
         raise ValueError("Socket Mode needs SLACK_APP_TOKEN (an app-level token, xapp-…)")
@@ -105,7 +111,11 @@ def start_socket_mode(
     )
     running = SocketMode(handler)
     handler.client.on_message_listeners.append(lambda _raw: _touch(running))
-    handler.connect()
+    try:
+        handler.connect()
+    except Exception:
+        handler.close()
+        raise
     log.info(
         "slack socket mode connected knowledge=%s digest=%s",
         assistant.kb.directory,
@@ -139,8 +149,8 @@ def build_app(
     client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
     app = App(
         client=client,
-        # Bolt's own verifier logs the raw request body at INFO on failure, so a quieter
-        # middleware with the same checks takes its place (see _signature_check).
+        # Bolt's own verifier (slack-bolt 1.30) logs the raw request body at INFO on failure,
+        # so a quieter middleware with the same checks takes its place.
         request_verification_enabled=False,
         before_authorize=None if secret is None else _signature_check(secret.get_secret_value()),
         process_before_response=False,
@@ -177,11 +187,26 @@ def _signature_check(signing_secret: str) -> Callable[..., BoltResponse]:
 
 
 class _StaffChannel:
-    """Bolt listeners: convert Slack payloads to core messages and replies to Block Kit."""
+    """Bolt listeners: convert Slack payloads to core messages and replies to Block Kit.
+
+    Listeners run on Bolt's listener thread pool (5 threads in slack-bolt 1.30), which also
+    runs the ack() of commands and clicks. So the listeners only acknowledge and check for
+    duplicates, and they hand the core call and the Web API calls to a pool of their own.
+    """
 
     def __init__(self, assistant: Assistant, store: Store) -> None:
         self.assistant = assistant
         self.store = store
+        self.workers = ThreadPoolExecutor(REPLY_WORKERS, thread_name_prefix="slack-reply")
+
+    def _submit(self, work: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                work()
+            except Exception:
+                log.exception("slack reply failed")
+
+        self.workers.submit(run)
 
     # -- events ---------------------------------------------------------------------------
 
@@ -196,8 +221,8 @@ class _StaffChannel:
         self, body: dict[str, Any], event: dict[str, Any], client: WebClient, request: BoltRequest
     ) -> None:
         delivery = _Delivery("message", body, event, _retry_num(request))
-        # In channels a question reaches the bot as app_mention; the same text may also
-        # arrive as a channel message event, which is dropped so it is answered once.
+        # In channels a question reaches the bot as app_mention. The same post may also
+        # arrive as a channel message event, which is dropped so that it is answered once.
         if event.get("channel_type") != "im":
             delivery.log("ignored:not_dm")
             return
@@ -207,18 +232,22 @@ class _StaffChannel:
     def _answer_event(
         self, delivery: _Delivery, client: WebClient, root: str | None, reply_in_thread: bool
     ) -> None:
-        body, event = delivery.body, delivery.event
-        skip = self._skip_reason(body, event)
+        event = delivery.event
+        skip = self._skip_reason(delivery.body, event)
         if skip is not None:
             delivery.log(skip)
             return
         channel, user, ts = event["channel"], event["user"], event["ts"]
         conversation = f"{channel}:{root}:{user}"
-        reply = self._respond(conversation, event.get("text") or "", ts)
-        payload = _render(reply, conversation)
-        thread_ts = (root if reply_in_thread else None) or None
-        posted = _call(client.chat_postMessage, channel=channel, thread_ts=thread_ts, **payload)
-        delivery.log("answered" if posted else "post_failed", reply)
+        thread_ts = root if reply_in_thread else None
+
+        def answer() -> None:
+            reply = self._respond(conversation, event.get("text") or "", ts)
+            payload = _render(reply, conversation)
+            posted = _call(client.chat_postMessage, channel=channel, thread_ts=thread_ts, **payload)
+            delivery.log("answered" if posted else "post_failed", reply)
+
+        self._submit(answer)
 
     def _skip_reason(self, body: dict[str, Any], event: dict[str, Any]) -> str | None:
         if event.get("bot_id") or event.get("subtype") == "bot_message":
@@ -227,6 +256,8 @@ class _StaffChannel:
             return f"ignored:{event.get('subtype')}"
         if not (event.get("channel") and event.get("user") and event.get("ts")):
             return "ignored:incomplete"
+        # NOTE: an event is marked as seen before the reply is posted. A crash in between
+        # loses that reply, because Slack's redelivery is then dropped as a duplicate.
         event_id = body.get("event_id")
         if event_id and not self.store.first_time(f"slack:{event_id}"):
             return "duplicate"
@@ -244,17 +275,16 @@ class _StaffChannel:
         channel = command.get("channel_id", "")
         user = command.get("user_id", "")
         conversation = f"{channel}:{COMMAND_ROOT}:{user}"
-        reply = self._respond(conversation, command.get("text") or "", None)
-        payload = _render(reply, conversation)
-        _call(respond, response_type="ephemeral", replace_original=False, **payload)
-        log.info(
-            "slack command channel=%s user=%s kind=%s error=%s cause=%s",
-            channel,
-            _hash(user),
-            reply.kind,
-            reply.error_id,
-            reply.cause_id,
-        )
+
+        def answer() -> None:
+            reply = self._respond(conversation, command.get("text") or "", None)
+            payload = _render(reply, conversation)
+            posted = _call(respond, response_type="ephemeral", replace_original=False, **payload)
+            _log_interaction(
+                "command", channel, user, "answered" if posted else "post_failed", reply
+            )
+
+        self._submit(answer)
 
     # -- button click ---------------------------------------------------------------------
 
@@ -270,36 +300,38 @@ class _StaffChannel:
         label = str(action.get("value") or "")
         conversation = slack_blocks.conversation_of(str(action.get("block_id") or ""))
         container = body.get("container") or {}
-        channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
+        channel = (body.get("channel") or {}).get("id") or container.get("channel_id") or ""
         user = (body.get("user") or {}).get("id", "")
         message = body.get("message") or {}
         message_ts = container.get("message_ts") or message.get("ts")
         if not (label and conversation and channel and message_ts):
-            log.info("slack choice ignored: incomplete payload channel=%s", channel)
+            _log_interaction("choice", channel, user, "ignored:incomplete")
             return
         # One answer per question message, so a double click does not advance twice.
         if not self.store.first_time(f"slack:choice:{channel}:{message_ts}"):
-            log.info("slack choice channel=%s user=%s outcome=duplicate", channel, _hash(user))
+            _log_interaction("choice", channel, user, "duplicate")
             return
-
         chosen = slack_blocks.render_chosen(message.get("blocks"), label, user)
-        reply = self._respond(conversation, label, None)
-        payload = _render(reply, conversation)
-        if container.get("is_ephemeral"):
-            _call(respond, replace_original=True, **chosen)
-            _call(respond, response_type="ephemeral", replace_original=False, **payload)
-        else:
-            _call(client.chat_update, channel=channel, ts=message_ts, **chosen)
-            thread_ts = message.get("thread_ts")
-            _call(client.chat_postMessage, channel=channel, thread_ts=thread_ts, **payload)
-        log.info(
-            "slack choice channel=%s user=%s kind=%s error=%s cause=%s",
-            channel,
-            _hash(user),
-            reply.kind,
-            reply.error_id,
-            reply.cause_id,
-        )
+
+        def answer() -> None:
+            reply = self._respond(conversation, label, None)
+            payload = _render(reply, conversation)
+            if container.get("is_ephemeral"):
+                _call(respond, replace_original=True, **chosen)
+                posted = _call(
+                    respond, response_type="ephemeral", replace_original=False, **payload
+                )
+            else:
+                _call(client.chat_update, channel=channel, ts=message_ts, **chosen)
+                thread_ts = message.get("thread_ts")
+                posted = _call(
+                    client.chat_postMessage, channel=channel, thread_ts=thread_ts, **payload
+                )
+            _log_interaction(
+                "choice", channel, user, "answered" if posted else "post_failed", reply
+            )
+
+        self._submit(answer)
 
     # -- core -----------------------------------------------------------------------------
 
@@ -328,12 +360,17 @@ def _render(reply: Reply | None, conversation: str) -> dict[str, Any]:
 def _call(method: Callable[..., Any], **kwargs: Any) -> bool:
     """Call a Web API method or response_url; log and swallow Slack errors."""
     try:
-        method(**kwargs)
+        result = method(**kwargs)
     except SlackApiError as exc:
         log.error("slack api call failed error=%s", exc.response.get("error"))
         return False
     except OSError as exc:
         log.error("slack api call failed: %s", type(exc).__name__)
+        return False
+    # response_url posts return a WebhookResponse instead of raising on HTTP errors.
+    status = getattr(result, "status_code", 200)
+    if status >= 400:
+        log.error("slack response_url post failed status=%s", status)
         return False
     return True
 
@@ -362,6 +399,21 @@ class _Delivery:
             reply.error_id if reply else None,
             reply.cause_id if reply else None,
         )
+
+
+def _log_interaction(
+    kind: str, channel: str, user: str, outcome: str, reply: Reply | None = None
+) -> None:
+    log.info(
+        "slack %s channel=%s user=%s outcome=%s kind=%s error=%s cause=%s",
+        kind,
+        channel,
+        _hash(user),
+        outcome,
+        reply.kind if reply else "-",
+        reply.error_id if reply else None,
+        reply.cause_id if reply else None,
+    )
 
 
 def _retry_num(request: BoltRequest) -> str | None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from bot.models import Reply
 
-# Limits from Slack's Block Kit reference; a message over any of them is rejected whole.
+# Block Kit limits. Slack rejects a whole message that breaks any of them.
 MAX_BLOCKS = 50
 MAX_SECTION_CHARS = 3000
 MAX_HEADER_CHARS = 150
@@ -21,11 +21,12 @@ MAX_ACTION_ELEMENTS = 25
 MAX_BUTTON_TEXT_CHARS = 75
 MAX_BUTTON_VALUE_CHARS = 2000
 MAX_BLOCK_ID_CHARS = 255
-# Slack also rejects messages whose blocks hold roughly 13,000 characters in total
-# (`msg_blocks_too_long`) although each block is within its own limit; stay below that.
+# Slack also rejects messages whose blocks are too long in total (`msg_blocks_too_long`),
+# even when each block is within its limit. That total is not documented; it has been
+# reported near 13,000 characters, so this budget is an estimate that stays below it.
 MAX_MESSAGE_BLOCK_CHARS = 12_000
-# The top-level `text` is the notification and screen-reader version; Slack advises
-# keeping it under 4,000 characters.
+# The top-level `text` is what notifications and screen readers use. The blocks carry the
+# full answer, so the fallback is cut short.
 MAX_FALLBACK_CHARS = 3000
 
 CHOICE_ACTION_PREFIX = "madoguchi_choice_"
@@ -99,8 +100,8 @@ def render(reply: Reply, conversation: str) -> dict[str, Any]:
     """Render a core reply as `text` plus `blocks` for chat.postMessage or response_url.
 
     `conversation` identifies the conversation state (channel, thread root and user); it is
-    carried in the block_id of the choice buttons so that a click continues the same
-    conversation whoever clicks.
+    carried in the block_id of the choice buttons, so a click continues that conversation
+    even when another staff member clicks.
     """
     builder = _Blocks()
     if reply.kind == "answer" and reply.sections:
@@ -171,10 +172,10 @@ def _add_answer(builder: _Blocks, reply: Reply) -> None:
 
 
 class _Blocks:
-    """Collects blocks while keeping the whole message inside Slack's limits.
+    """Block list that keeps the whole message inside Slack's limits.
 
-    Text that does not fit is dropped at the end and replaced by one truncation notice;
-    room for the choice buttons and that notice is kept back from the start.
+    Text that does not fit is dropped at the end and replaced by one truncation notice.
+    Room for the choice buttons and that notice is kept back from the start.
     """
 
     RESERVED = 4  # two actions blocks, the truncation notice and the ids line
@@ -240,7 +241,7 @@ def _button(index: int, label: str) -> dict[str, Any]:
         "type": "button",
         "action_id": f"{CHOICE_ACTION_PREFIX}{index}",
         "text": plain(label, MAX_BUTTON_TEXT_CHARS),
-        # Only the label goes back to us: the core reads a choice label as the answer.
+        # Only the label comes back in the click, because the core reads a label as the reply.
         "value": label[:MAX_BUTTON_VALUE_CHARS],
     }
 

@@ -5,11 +5,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot import messages, ocr, screen
-from bot.diagnosis import UNKNOWN, FactReader, Open, best_question, open_causes
+from bot.diagnosis import (
+    UNKNOWN,
+    FactReader,
+    Open,
+    best_question,
+    open_causes,
+    shared_facts,
+)
 from bot.knowledge import KioskError, KnowledgeBase
 from bot.match import Matcher, Score
 from bot.models import Candidate, Message, Reply
@@ -33,8 +41,10 @@ CONSIDER = 0.35
 SPREAD = 0.25
 CONSIDER_RIVAL = 0.25
 TOPIC = 0.5
+# A query that aligns this well with a screen text quotes it: the strongest evidence there is.
+QUOTED = 0.75
 # A cause this much heavier than all the others together is taken as the answer.
-DOMINANT = 0.8
+DOMINANT = 0.85
 
 
 @dataclass
@@ -74,8 +84,10 @@ class Assistant:
         kb: KnowledgeBase,
         store: Store | None = None,
         timeout_minutes: float = 30,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.kb = kb
+        self.clock = clock
         self.store: Store = store if store is not None else MemoryStore()
         self.timeout_seconds = timeout_minutes * 60
         self.matcher = Matcher(kb)
@@ -88,25 +100,28 @@ class Assistant:
         self._yes = phrases(intents.yes)
         self._no = phrases(intents.no)
         self._unknown = phrases(intents.unknown)
+        self._domain = phrases(intents.domain)
 
     # -- entry point ---------------------------------------------------------------------
 
     def respond(self, message: Message) -> Reply:
         started = time.perf_counter()
         key = f"{message.channel}:{message.user}"
-        state = self._load(key)
+        state, expired = self._load(key)
         if message.image is not None:
             reply, text = self._respond_image(message, state)
             guarded = redact(text)
         else:
             guarded = redact(_clean(message.text))
             reply = self._respond(message, guarded.text, state)
+        if expired and reply.kind != "answer":
+            reply.text = f"{messages.EXPIRED}\n{reply.text}"
         if guarded.redacted:
             reply.redacted = True
             if not state.warned:
                 reply.text = f"{messages.REDACTED}\n\n{reply.text}"
                 state.warned = True
-        state.updated = time.time()
+        state.updated = self.clock()
         self.store.save(key, state.as_json())
         self._log(message, guarded.text, reply, started)
         return reply
@@ -116,11 +131,13 @@ class Assistant:
 
     # -- conversation --------------------------------------------------------------------
 
-    def _load(self, key: str) -> State:
+    def _load(self, key: str) -> tuple[State, bool]:
+        """Load a conversation; a stale one restarts, and the flag says it had a question open."""
         state = State.from_json(self.store.load(key))
-        if state.updated and time.time() - state.updated > self.timeout_seconds:
-            return State(warned=state.warned)
-        return state
+        if state.updated and self.clock() - state.updated > self.timeout_seconds:
+            was_waiting = bool(state.pending_fact or state.clarify)
+            return State(warned=state.warned), was_waiting
+        return state, False
 
     def _respond(self, message: Message, text: str, state: State) -> Reply:
         user = message.user
@@ -182,13 +199,18 @@ class Assistant:
         candidates = [Candidate(s.entry_id, None, s.score) for s in errors[:MAX_CLARIFY]]
         state.restart()
 
+        quoted = self._quoted(errors)
+        if quoted is not None and quoted.score >= best.score - SPREAD:
+            state.errors = {quoted.entry_id: 1.0}
+            return self._diagnose(user, query, state, candidates)
+        in_domain = best.screen >= QUOTED or self._matches(self._domain, query)
         if topics and topics[0].score >= TOPIC and topics[0].score > best.score:
             return self._topic(user, topics[0].entry_id, candidates)
-        if best.score >= IDENTIFY and best.score - runner_up >= MARGIN:
+        if in_domain and best.score >= IDENTIFY and best.score - runner_up >= MARGIN:
             state.errors = {best.entry_id: 1.0}
             return self._diagnose(user, query, state, candidates)
 
-        if best.score >= CONSIDER:
+        if in_domain and best.score >= CONSIDER:
             # Several messages fit: a question may still tell them apart ("3回続けて？").
             close = [
                 s for s in errors if s.score >= CONSIDER_RIVAL and best.score - s.score < SPREAD
@@ -206,6 +228,16 @@ class Assistant:
             return Reply(user=user, kind="notice", text=messages.greeting(self.kb.municipality))
         state.fallbacks += 1
         return Reply(user=user, kind="fallback", text=messages.OUT_OF_SCOPE, candidates=[])
+
+    @staticmethod
+    def _quoted(errors: list[Score]) -> Score | None:
+        """Return the message whose screen text the query clearly quotes, if exactly one is."""
+        by_screen = sorted(errors, key=lambda s: s.screen, reverse=True)
+        first = by_screen[0]
+        second = by_screen[1].screen if len(by_screen) > 1 else 0.0
+        if first.screen >= QUOTED and first.screen - second >= MARGIN:
+            return first
+        return None
 
     def _diagnose(
         self,
@@ -259,12 +291,18 @@ class Assistant:
             value = self._yes_no(fact_id, query)
         if value is None and self._matches(self._unknown, query):
             value = UNKNOWN
-        new_topic = ranked[0].kind == "error" and ranked[0].screen >= 0.8
-        if value is None and (new_topic or ranked[0].score >= IDENTIFY + MARGIN):
+        # A clear new kiosk message changes the subject; one already under diagnosis does not.
+        top = ranked[0]
+        elsewhere = top.kind == "error" and top.entry_id not in state.errors
+        new_topic = elsewhere and (top.screen >= QUOTED or top.score >= IDENTIFY + MARGIN)
+        if value is None and new_topic:
             return None
-        if value is None:
+        if value is None and top.kind == "error" and top.screen >= QUOTED:
+            # The person quotes one of the messages under diagnosis: that settles which.
+            state.errors = {top.entry_id: 1.0}
+        elif value is None:
             revealed = self.reader.facts(query)
-            if not revealed:
+            if not revealed and not self.reader.evidence(query):
                 return self._ask(user, state, fact_id, messages.REASK)
             state.facts.update(revealed)
         else:
@@ -274,8 +312,23 @@ class Assistant:
             )
         state.pending_fact = None
         state.evidence = sorted({*state.evidence, *self.reader.evidence(query)})
+        self._add_related(state, ranked)
         candidates = [Candidate(e, None, w) for e, w in state.errors.items()]
         return self._next_step(user, state, candidates)
+
+    def _add_related(self, state: State, ranked: list[Score]) -> None:
+        """Let an answer bring in a message it clearly names, if the same facts split them.
+
+        「3回失敗して、置いた瞬間にロック中と出た」 answers the question between 7 and 8 and
+        also names 9, which the questions about PIN failures tell apart from 8.
+        """
+        for score in ranked:
+            if score.kind != "error" or score.score < IDENTIFY:
+                break
+            if score.entry_id in state.errors:
+                continue
+            if any(shared_facts(self.kb, score.entry_id, e) for e in state.errors):
+                state.errors[score.entry_id] = score.score
 
     def _after_clarify(self, user: str, query: Text, state: State) -> Reply | None:
         options = state.clarify
@@ -416,7 +469,7 @@ class Assistant:
         log.debug("turn text=%r", text)
         self.store.log_turn(
             {
-                "at": time.time(),
+                "at": self.clock(),
                 "channel": message.channel,
                 "user_hash": user_hash,
                 "kind": reply.kind,

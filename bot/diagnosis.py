@@ -11,12 +11,14 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from bot.extractors import EXTRACTORS
 from bot.knowledge import Cause, Fact, KnowledgeBase
 from bot.phrases import Phrase, Text, phrases
 
 UNKNOWN = "unknown"
 # Below this gain (in bits) a question is not worth the person's time.
 MIN_GAIN_BITS = 0.05
+EVIDENCE_BOOST = 50.0
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,10 @@ def open_causes(
 ) -> list[Open]:
     """List the causes of the candidate messages that the known facts still allow, best first.
 
-    A cause whose own evidence phrase was seen gets ten times its prior weight.
+    A cause's weight is its message's weight times its prior times the likelihood of every
+    known fact under it (a fact the cause does not constrain is uniform over its values), so
+    「戸籍を取ろうとした」 favours the one cause that needs 戸籍. A cause whose own evidence
+    phrase was seen counts EVIDENCE_BOOST times more.
     """
     boosted = set(evidence)
     found = []
@@ -51,10 +56,20 @@ def open_causes(
         for cause in error.causes:
             if not consistent(cause, facts):
                 continue
-            weight = error_weight * cause.prior * (10.0 if cause.id in boosted else 1.0)
+            weight = error_weight * cause.prior
+            for fact_id, value in facts.items():
+                fact = kb.facts.get(fact_id)
+                if fact is not None and value != UNKNOWN:
+                    weight *= _likelihood(cause, fact_id, value, _value_count(fact))
+            if cause.id in boosted:
+                weight *= EVIDENCE_BOOST
             found.append(Open(cause=cause, error_id=error_id, weight=weight))
     found.sort(key=lambda o: o.weight, reverse=True)
     return found
+
+
+def _value_count(fact: Fact) -> int:
+    return sum(1 for c in fact.choices if c.value != UNKNOWN)
 
 
 def _entropy(weights: Iterable[float]) -> float:
@@ -105,10 +120,10 @@ class FactReader:
 
     def __init__(self, kb: KnowledgeBase) -> None:
         self._kb = kb
+        # A label such as わからない must not be read as an answer to a question not asked,
+        # so free text is read by phrases only; labels count for the pending question.
         self._choice_phrases = {
-            fact.id: [
-                (choice.value, phrases((choice.label, *choice.phrases))) for choice in fact.choices
-            ]
+            fact.id: [(choice.value, phrases(choice.phrases)) for choice in fact.choices]
             for fact in kb.facts.values()
         }
         self._evidence = {
@@ -116,18 +131,39 @@ class FactReader:
         }
 
     def facts(self, text: Text, only: str | None = None) -> dict[str, str]:
-        """Return fact values named in the text; the longest matching phrase wins a conflict."""
+        """Return fact values named in the text; the longest matching phrase wins a conflict.
+
+        A fact with a built-in extractor takes the extractor's value when it finds one.
+        """
         found: dict[str, str] = {}
+        for fact in self._kb.facts.values():
+            if fact.extractor is None or (only is not None and fact.id != only):
+                continue
+            value = EXTRACTORS[fact.extractor].read(text.compact, self._kb.municipality.name)
+            if value is not None:
+                found[fact.id] = value
         for fact_id, choices in self._choice_phrases.items():
             if only is not None and fact_id != only:
                 continue
-            best: tuple[int, str] | None = None
+            # The longest phrase wins; between equals, the one said first (「1回だけ。3回は…」).
+            best: tuple[tuple[bool, int, int], str] | None = None
             for value, candidates in choices:
                 for phrase in candidates:
-                    if phrase.found_in(text) and (best is None or len(phrase.compact) > best[0]):
-                        best = (len(phrase.compact), value)
+                    if not phrase.found_in(text):
+                        continue
+                    # A match by spelling beats one by reading alone (さんかい in a text
+                    # that says 1回 and 3回 both).
+                    position = text.compact.find(phrase.compact)
+                    spelled = position >= 0
+                    rank = (
+                        spelled,
+                        len(phrase.compact),
+                        -(position if spelled else len(text.compact)),
+                    )
+                    if best is None or rank > best[0]:
+                        best = (rank, value)
             if best is not None:
-                found[fact_id] = best[1]
+                found.setdefault(fact_id, best[1])
         return found
 
     def evidence(self, text: Text) -> list[str]:
@@ -139,6 +175,15 @@ class FactReader:
             if Phrase.of(choice.label).compact == text.compact:
                 return choice.value
         return None
+
+
+def shared_facts(kb: KnowledgeBase, first: str, second: str) -> bool:
+    """Tell whether two messages have causes conditioned on a common fact."""
+
+    def facts_of(error_id: str) -> set[str]:
+        return {f for c in kb.error(error_id).causes for f in c.conditions}
+
+    return bool(facts_of(first) & facts_of(second))
 
 
 def _any(candidates: tuple[Phrase, ...], text: Text) -> bool:

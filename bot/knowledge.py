@@ -56,8 +56,10 @@ class Fact(_Model):
     question: str = Field(min_length=1)
     staff_question: str | None = None
     choices: tuple[Choice, ...] = Field(min_length=2, max_length=MAX_CHOICES)
-    # Answers that mean "I don't know" keep every cause open.
+    # Relative cost of asking; the gain of a question is divided by it.
     cost: float = Field(default=1.0, gt=0)
+    # A built-in reader for facts that phrases cannot capture (see bot/extractors.py).
+    extractor: str | None = None
 
     @field_validator("id")
     @classmethod
@@ -172,6 +174,9 @@ class Intents(_Model):
     yes: tuple[str, ...] = ()
     no: tuple[str, ...] = ()
     unknown: tuple[str, ...] = ()
+    # Words that place a message in the kiosk's world (コンビニ, 証明書, 暗証番号 …): without one
+    # of them, and without a screen text, a message is not answered with a kiosk remedy.
+    domain: tuple[str, ...] = ()
 
 
 class KnowledgeError(Exception):
@@ -349,6 +354,23 @@ def _cross_check(
         yield from _duplicates(
             "facts.yaml", f"「{each.id}」の選択肢", (c.value for c in each.choices)
         )
+
+    from bot.extractors import EXTRACTORS
+
+    for each in facts.values():
+        if each.extractor is None:
+            continue
+        extractor = EXTRACTORS.get(each.extractor)
+        if extractor is None:
+            names = "、".join(sorted(EXTRACTORS))
+            yield (
+                f"facts.yaml: 「{each.id}」の「extractor」: 「{each.extractor}」はありません"
+                f"（{names}）。"
+            )
+            continue
+        for value in extractor.values:
+            if each.choice(value) is None:
+                yield f"facts.yaml: 「{each.id}」: extractor の値「{value}」が選択肢にありません。"
 
     used: set[str] = set()
     for error in errors:

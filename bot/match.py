@@ -32,6 +32,9 @@ KEYWORD_WEIGHT = 0.6
 SIMILARITY_WEIGHT = 0.85
 # Screen-text alignment of fewer characters than this says little (e.g. "カード").
 MIN_ALIGNED_CHARS = 6
+# Staff name messages by number ("エラー7", "エラー番号9"); the number is the message id.
+ERROR_NUMBER = re.compile(r"(?:エラー|error)(?:番号|no\.?|#)?(\d{1,2})(?!\d)")
+NAMED_BY_NUMBER = 0.9
 
 EntryKind = Literal["error", "topic"]
 
@@ -106,7 +109,9 @@ SHARED_SENTENCE = 90
 
 
 def _sentences(pattern: str) -> list[str]:
-    return [part + "。" if not part.endswith("。") else part for part in pattern.split("。") if part]
+    return [
+        part + "。" if not part.endswith("。") else part for part in pattern.split("。") if part
+    ]
 
 
 def build_patterns(screen_texts: dict[str, tuple[str, ...]]) -> dict[str, tuple[Pattern, ...]]:
@@ -165,17 +170,28 @@ class Matcher:
 
     def rank(self, query: Text) -> list[Score]:
         masked = mask_numbers(query.compact)
-        vector = self._weigh(Counter(content_terms(query.compact)))
-        scores = [self._score(entry, query, masked, vector) for entry in self._entries]
+        vector = self._weigh(Counter(query.terms))
+        named = set(ERROR_NUMBER.findall(query.compact))
+        scores = [self._score(entry, query, masked, vector, named) for entry in self._entries]
         scores.sort(key=lambda s: s.score, reverse=True)
         return scores
 
-    def _score(self, entry: _Entry, query: Text, masked: str, vector: dict[str, float]) -> Score:
+    def _score(
+        self,
+        entry: _Entry,
+        query: Text,
+        masked: str,
+        vector: dict[str, float],
+        named: set[str],
+    ) -> Score:
         screen = max((p.align(masked) for p in entry.patterns), default=0.0)
         hits = tuple(k.raw for k in entry.keywords if k.found_in(query))
         keyword = 1 - (1 - KEYWORD_WEIGHT) ** len(hits)
         similarity = _cosine(vector, entry.vector)
         combined = 1 - (1 - screen**2) * (1 - keyword) * (1 - SIMILARITY_WEIGHT * similarity)
+        if entry.kind == "error" and entry.id in named:
+            hits = (*hits, f"エラー{entry.id}")
+            combined = max(combined, NAMED_BY_NUMBER)
         return Score(
             entry_id=entry.id,
             kind=entry.kind,

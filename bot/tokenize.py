@@ -48,6 +48,7 @@ class Token(NamedTuple):
     dictionary: str
     reading: str  # hiragana
     pos: str  # first part-of-speech level, such as 名詞
+    subclass: str = ""  # third level, such as 地名 for place names
 
 
 def warm_up() -> None:
@@ -86,9 +87,14 @@ def content_terms(text: str) -> list[str]:
     Particles, auxiliaries, prefixes, suffixes, pronouns, symbols and STOP_VERBS are
     dropped, and an honorific ご or お is cut from a kanji noun. Order and repeats are kept.
     """
+    return terms_of(tokenize(text))
+
+
+def terms_of(tokens: list[Token]) -> list[str]:
+    """Return content_terms() of tokens that were already made."""
     return [
         _HONORIFIC_PREFIX.sub("", token.normalized.lower())
-        for token in tokenize(text)
+        for token in tokens
         if token.pos in CONTENT_POS and token.normalized not in STOP_VERBS
     ]
 
@@ -98,7 +104,12 @@ def reading(text: str) -> str:
 
     Punctuation, symbols and spaces are left out.
     """
-    return "".join(token.reading for token in tokenize(text) if token.pos not in _SYMBOL_POS)
+    return reading_of(tokenize(text))
+
+
+def reading_of(tokens: list[Token]) -> str:
+    """Return reading() of tokens that were already made."""
+    return "".join(token.reading for token in tokens if token.pos not in _SYMBOL_POS)
 
 
 def _tokenizer() -> Tokenizer:
@@ -119,7 +130,8 @@ def _load_dictionary() -> Dictionary:
 
 def _token(morpheme: Morpheme) -> Token:
     surface = morpheme.surface()
-    pos = morpheme.part_of_speech()[0]
+    tags = morpheme.part_of_speech()
+    pos = tags[0]
     # Sudachi reads most symbols as キゴウ, so a symbol's reading is its surface.
     reading_form = morpheme.reading_form()
     kana = surface if pos in _SYMBOL_POS or not reading_form else reading_form
@@ -129,6 +141,7 @@ def _token(morpheme: Morpheme) -> Token:
         dictionary=morpheme.dictionary_form(),
         reading=to_hiragana(kana),
         pos=pos,
+        subclass=tags[2] if len(tags) > 2 else "",
     )
 
 

@@ -5,6 +5,7 @@ way LINE signs them: base64 of HMAC-SHA256 over the raw body with the channel se
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import hmac
@@ -184,8 +185,13 @@ def message(content: dict[str, Any], **fields: Any) -> dict[str, Any]:
     return event("message", message=content, **fields)
 
 
-def text(value: str, **fields: Any) -> dict[str, Any]:
-    return message({"type": "text", "text": value}, **fields)
+def text(
+    value: str, mentionees: list[dict[str, Any]] | None = None, **fields: Any
+) -> dict[str, Any]:
+    content: dict[str, Any] = {"type": "text", "text": value}
+    if mentionees:
+        content["mention"] = {"mentionees": mentionees}
+    return message(content, **fields)
 
 
 def postback(data: str, **fields: Any) -> dict[str, Any]:
@@ -202,7 +208,7 @@ def group(user: str | None = "U1", group_id: str = "G1") -> dict[str, Any]:
 def self_mention(at: str, body: str, index: int = 0) -> dict[str, Any]:
     """A text event mentioning the bot; `index` counts UTF-16 units like LINE."""
     mention = {"index": index, "length": len(at), "type": "user", "userId": "Ubot", "isSelf": True}
-    return text(body, source=group(), mention={"mentionees": [mention]})
+    return text(body, [mention], source=group())
 
 
 def reply_texts(call: Any) -> list[str]:
@@ -418,7 +424,7 @@ def test_group_message_with_mention_answered(h: Harness) -> None:
 
 def test_mention_of_someone_else_ignored(h: Harness) -> None:
     other = {"index": 0, "length": 3, "type": "user", "userId": "U2", "isSelf": False}
-    h.deliver(text(f"@太郎 {CARD_ERROR}", source=group(), mention={"mentionees": [other]}))
+    h.deliver(text(f"@太郎 {CARD_ERROR}", [other], source=group()))
     outcomes = h.wait_outcomes(1)
 
     assert "not mentioned" in outcomes[0]
@@ -452,14 +458,14 @@ def test_postback_in_group_needs_no_mention(h: Harness) -> None:
 def test_room_message_with_mention_answered(h: Harness) -> None:
     mention = {"index": 0, "length": 4, "type": "user", "isSelf": True}
     source = {"type": "room", "roomId": "R1", "userId": "U1"}
-    h.deliver(text(f"@bot {CARD_ERROR}", source=source, mention={"mentionees": [mention]}))
+    h.deliver(text(f"@bot {CARD_ERROR}", [mention], source=source))
     h.api.wait_calls(REPLY, 1)
 
     assert h.store.load("line:room:R1:U1") is not None
 
 
 def test_non_text_in_group_ignored(h: Harness) -> None:
-    h.deliver(message({"type": "sticker", "packageId": "1", "stickerId": "1"}, source=group()))
+    h.deliver(message(NON_TEXT["sticker"], source=group()))
     outcomes = h.wait_outcomes(1)
 
     assert "no text in a group" in outcomes[0]
@@ -550,7 +556,12 @@ def test_standby_sends_nothing(h: Harness) -> None:
 
 NON_TEXT = {
     "image": {"type": "image", "contentProvider": {"type": "line"}},
-    "sticker": {"type": "sticker", "packageId": "446", "stickerId": "1988"},
+    "sticker": {
+        "type": "sticker",
+        "packageId": "446",
+        "stickerId": "1988",
+        "stickerResourceType": "STATIC",
+    },
     "audio": {"type": "audio", "duration": 1200, "contentProvider": {"type": "line"}},
     "video": {"type": "video", "duration": 1200, "contentProvider": {"type": "line"}},
     "file": {"type": "file", "fileName": "screen.pdf", "fileSize": 1024},
@@ -586,7 +597,10 @@ def test_rich_menu_definition_is_uploadable() -> None:
     menu = json.loads((ROOT / "knowledge" / "line-rich-menu.json").read_text(encoding="utf-8"))
     width, height = menu["size"]["width"], menu["size"]["height"]
 
-    assert (width, height) in {(2500, 1686), (2500, 843), (1200, 810), (1200, 405), (800, 540)}
+    # LINE's rules for the menu image, which must match this size.
+    assert 800 <= width <= 2500
+    assert height >= 250
+    assert width / height >= 1.45
     assert len(menu["chatBarText"]) <= 14
     assert len(menu["name"]) <= 300
     labels = []
@@ -728,13 +742,16 @@ def test_loading_animation_when_core_is_slow(h: Harness, monkeypatch: pytest.Mon
     respond = h.app.state.assistant.respond
 
     def slow_respond(msg: Any) -> Reply:
-        time.sleep(0.4)
+        time.sleep(0.8)
         return respond(msg)
 
     monkeypatch.setattr(h.app.state.assistant, "respond", slow_respond)
+    started = time.monotonic()
     h.deliver(text(CARD_ERROR))
+    acknowledged = time.monotonic() - started
     calls = h.api.wait_for(lambda cs: any(c.path == REPLY for c in cs))
 
+    assert acknowledged < 0.6  # the webhook does not wait for the core
     assert [c.path for c in calls] == [LOADING, REPLY]
     assert calls[0].body == {"chatId": "U1", "loadingSeconds": line.LOADING_SECONDS}
 
@@ -748,6 +765,17 @@ def test_concurrent_webhooks_all_answered(h: Harness) -> None:
     assert statuses == [200] * 20
     assert sorted(c.body["replyToken"] for c in calls) == sorted(e["replyToken"] for e in events)
     assert all(c.status == 200 for c in calls)
+
+
+def test_linebot_imported_explicitly_and_only_here() -> None:
+    # Wildcard imports from linebot.v3.messaging and linebot.v3.webhooks shadow each other.
+    for path in sorted([*ROOT.glob("bot/*.py"), *ROOT.glob("adapters/*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("linebot"):
+                assert path.name == "line.py", path
+                assert all(alias.name != "*" for alias in node.names), path
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("linebot") for a in node.names), path
 
 
 # -- logging ------------------------------------------------------------------------------------

@@ -21,9 +21,20 @@ def test_tokenize_fills_every_field() -> None:
         "ます",
     ]
     assert tokens[3] == Token(
-        surface="間違っ", normalized="間違う", dictionary="間違う", reading="まちがっ", pos="動詞"
+        surface="間違っ",
+        normalized="間違う",
+        dictionary="間違う",
+        reading="まちがっ",
+        pos="動詞",
+        subclass="*",
     )
     assert tokens[0].reading == "あんしょう"
+
+
+def test_tokenize_marks_place_names() -> None:
+    tokens = tokenize("本籍は古賀で住所は福岡市")
+    places = [token.surface for token in tokens if token.subclass == "地名"]
+    assert places == ["古賀", "福岡市"]
 
 
 def test_tokenize_keeps_document_names_whole() -> None:

@@ -10,6 +10,7 @@ queue failures (400, 429, 5xx) or slow answers for the next calls to a path.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
@@ -86,7 +87,9 @@ class FakeLineApi:
         self._retry_keys: set[str] = set()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -220,6 +223,12 @@ def _sent(count: int) -> bytes:
 def _handler_for(api: FakeLineApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            # Headers and body go out in two writes; without TCP_NODELAY each keep-alive
+            # call would stall on the client's delayed ACK (about 40 ms on Linux).
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def do_GET(self) -> None:
             self._serve("GET")

@@ -109,6 +109,7 @@ class FakeSlack:
         self.calls: list[Call] = []
         self.acks: list[dict[str, Any]] = []
         self.socket_connections = 0
+        self._rate_limited: set[str] = set()
         self._condition = threading.Condition()
         self._ts = itertools.count(1)
         self._loop = asyncio.new_event_loop()
@@ -164,6 +165,12 @@ class FakeSlack:
         with self._condition:
             self.calls.clear()
             self.acks.clear()
+            self._rate_limited.clear()
+
+    def rate_limit_once(self, method: str) -> None:
+        """Answer the next call of `method` with HTTP 429 and Retry-After: 1."""
+        with self._condition:
+            self._rate_limited.add(method)
 
     # -- queries for tests ----------------------------------------------------------------
 
@@ -201,6 +208,13 @@ class FakeSlack:
         method = request.match_info["method"]
         body = await _read_body(request)
         call = Call(method, body, request.headers.get("Authorization", ""))
+        with self._condition:
+            limited = method in self._rate_limited
+            self._rate_limited.discard(method)
+        if limited:
+            call.result = {"ok": False, "error": "ratelimited"}
+            self._record(call)
+            return web.json_response(call.result, status=429, headers={"Retry-After": "1"})
         if method in MESSAGE_METHODS:
             call.problems = block_kit_problems(body)
         if call.problems:

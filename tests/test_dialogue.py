@@ -1,0 +1,166 @@
+"""Diagnosis conversations, written as transcripts."""
+
+import pytest
+
+from bot.assistant import Assistant
+from bot.knowledge import KnowledgeBase
+from bot.store import MemoryStore
+from tests.harness import Conversation
+
+CARD_MESSAGE = "ご利用いただけないカードです。市区町村にお問合せください。"
+TARGET_MESSAGE = "指定した証明書を交付できません。市区町村にお問合せください。"
+
+
+@pytest.fixture
+def talk(assistant: Assistant) -> Conversation:
+    return Conversation(assistant)
+
+
+def test_card_message_asks_first(talk: Conversation) -> None:
+    reply = talk.say(CARD_MESSAGE)
+    assert reply.kind == "question"
+    assert reply.error_id == "1"
+    assert reply.cause_id is None
+    assert 2 <= len(reply.choices) <= 13
+
+
+def test_juki_card_by_button(talk: Conversation) -> None:
+    talk.say(CARD_MESSAGE)
+    reply = talk.click("住基カード")
+    assert reply.kind == "answer"
+    assert reply.cause_id == "1a"
+
+
+@pytest.mark.parametrize(
+    ("answers", "cause"),
+    [
+        (["住基カードでした"], "1a"),
+        (["いいえ、マイナンバーカードです", "暗証番号を入れる前にカードを取っちゃいました"], "1b"),
+        (["マイナンバーカードです", "電子証明書の期限が去年で切れてました"], "1c"),
+        (["マイナンバーカード", "別のコンビニでは取れました"], "1d"),
+        (["マイナンバーカードです", "本籍は古賀で住所は福岡市です。戸籍を取ろうとしました"], "1e"),
+    ],
+    ids=["1a", "1b", "1c", "1d", "1e"],
+)
+def test_card_message_free_text(talk: Conversation, answers: list[str], cause: str) -> None:
+    talk.say(CARD_MESSAGE)
+    reply = talk.replies[-1]
+    for answer in answers:
+        if reply.kind != "question":
+            break
+        reply = talk.say(answer)
+    assert reply.kind == "answer", reply.text
+    assert reply.cause_id == cause
+    assert talk.questions_asked <= 2
+
+
+def test_first_message_with_evidence_answers(talk: Conversation) -> None:
+    reply = talk.say("住基カードを置いたら『ご利用いただけないカードです』と出ました")
+    assert reply.kind == "answer"
+    assert reply.cause_id == "1a"
+
+
+@pytest.mark.parametrize(
+    ("answers", "cause"),
+    [
+        (["家族全員の分を選んだら出ました。世帯の中に転出届を出した人がいます"], "4a"),
+        (["まだやり直していません"], "4b"),
+    ],
+    ids=["4a", "4b"],
+)
+def test_target_message(talk: Conversation, answers: list[str], cause: str) -> None:
+    reply = talk.say(TARGET_MESSAGE)
+    assert reply.kind == "question"
+    assert reply.error_id == "4"
+    for answer in answers:
+        reply = talk.say(answer)
+        if reply.kind == "answer":
+            break
+    assert reply.kind == "answer"
+    assert reply.cause_id == cause
+
+
+def test_pin_split_once(talk: Conversation) -> None:
+    reply = talk.say("暗証番号を間違えたみたいです")
+    assert reply.kind == "question"
+    reply = talk.say("1回だけです")
+    assert reply.kind == "answer"
+    assert reply.error_id == "7"
+
+
+def test_pin_split_three_times(talk: Conversation) -> None:
+    talk.say("暗証番号を間違えたみたいです")
+    reply = talk.say("3回です")
+    if reply.kind == "question":
+        reply = talk.say("3回目を入れた直後に出ました")
+    assert reply.kind == "answer"
+    assert reply.error_id == "8"
+
+
+def test_pin_split_locked_at_start(talk: Conversation) -> None:
+    talk.say("暗証番号を間違えたみたいです")
+    reply = talk.say("3回以上です")
+    if reply.kind == "question":
+        reply = talk.say("入力する前からロックと出ていました")
+    assert reply.kind == "answer"
+    assert reply.error_id == "9"
+
+
+def test_new_screen_text_restarts(talk: Conversation) -> None:
+    assert talk.say(CARD_MESSAGE).kind == "question"
+    reply = talk.say("暗証番号ロック中のため、ご利用いただけません。")
+    assert reply.kind == "answer"
+    assert reply.error_id == "9"
+
+
+def test_reset_in_middle(talk: Conversation) -> None:
+    talk.say(CARD_MESSAGE)
+    reply = talk.say("最初から")
+    assert reply.kind == "notice"
+    reply = talk.say("住基カード")
+    assert reply.kind != "question" or reply.error_id != "1" or reply.fact_id is None
+
+
+def test_unclear_answer_reasked(talk: Conversation) -> None:
+    first = talk.say(CARD_MESSAGE)
+    reply = talk.say("😀")
+    assert reply.kind == "question"
+    assert reply.fact_id == first.fact_id
+    reply = talk.say("")
+    assert reply.kind == "question"
+    assert reply.choices == first.choices
+
+
+def test_long_message_in_conversation(talk: Conversation) -> None:
+    talk.say(CARD_MESSAGE)
+    reply = talk.say("あ" * 40_000)
+    assert reply.kind in ("question", "fallback", "clarify")
+    assert talk.say("住基カード").cause_id == "1a"
+
+
+def test_expired_question(kb: KnowledgeBase) -> None:
+    now = [1_000_000.0]
+    assistant = Assistant(kb, MemoryStore(), timeout_minutes=30, clock=lambda: now[0])
+    talk = Conversation(assistant)
+    talk.say(CARD_MESSAGE)
+    now[0] += 31 * 60
+    reply = talk.say("住基カード")
+    assert "最初から" in reply.text or reply.kind == "answer"
+
+
+def test_state_kept_per_user(assistant: Assistant) -> None:
+    first = Conversation(assistant, user="a")
+    second = Conversation(assistant, user="b")
+    first.say(CARD_MESSAGE)
+    second.say("暗証番号ロック中のため、ご利用いただけません。")
+    assert first.say("住基カード").cause_id == "1a"
+
+
+def test_pin_warning_once(talk: Conversation) -> None:
+    reply = talk.say("暗証番号1234を入れたら暗証番号が間違っておりますと出ました")
+    assert reply.redacted
+    assert "1234" not in reply.text
+    assert "送らないでください" in reply.text
+    again = talk.say("暗証番号は5678かも")
+    assert again.redacted
+    assert "送らないでください" not in again.text
