@@ -1,6 +1,6 @@
 """LINE channel: the city's official account, connected to the core through line-bot-sdk v3.
 
-`POST /line/webhook` checks X-Line-Signature on the raw body before anything else, answers
+`POST /line/webhook` checks X-Line-Signature on the raw body before anything else, returns
 200 at once and hands each event to a worker thread. The worker runs the core (Sudachi is
 CPU-bound and must stay off the event loop) and sends one reply per event with the
 Messaging API. When LINE rejects the reply token, the same messages go out as a push.
@@ -195,15 +195,15 @@ def truncate_label(label: str, limit: int = MAX_LABEL_GRAPHEMES) -> str:
 
 def truncate_units(text: str, limit: int) -> str:
     """Cut `text` to at most `limit` UTF-16 units without splitting a grapheme cluster."""
-    kept: list[str] = []
+    prefix: list[str] = []
     used = 0
     for cluster in iter_graphemes(text):
         size = utf16_len(cluster)
         if used + size > limit:
             break
-        kept.append(cluster)
+        prefix.append(cluster)
         used += size
-    return "".join(kept)
+    return "".join(prefix)
 
 
 def split_text(text: str, limit: int = MAX_TEXT_UNITS, max_parts: int = MAX_MESSAGES) -> list[str]:
@@ -337,8 +337,8 @@ def mentions_self(content: TextMessageContent) -> bool:
 def strip_mentions(content: TextMessageContent) -> str:
     """Remove every @mention from the text.
 
-    LINE gives mention positions without naming the unit; the text limits are counted in
-    UTF-16 units, so those are tried first, then code points, then the surface `@name`.
+    LINE documents mention positions without naming their unit. Its text limits count UTF-16
+    units, so those are tried first, then code points, then the surface `@name`.
     """
     text = content.text
     spans = sorted(
@@ -388,7 +388,7 @@ class Sender:
         if outcome != "token rejected":
             return outcome
         if not self.push_fallback or not to:
-            log.warning("reply token rejected and push fallback is off; nothing sent")
+            log.warning("reply token rejected; push fallback is off or no chat id, nothing sent")
             return "failed: reply token rejected"
         log.warning("reply token rejected; sending the reply as a push instead")
         return self._push(to, outgoing)
@@ -409,9 +409,12 @@ class Sender:
                 return "replied"
             except ApiException as error:
                 if error.status == 400 and _is_reply_token_error(error):
-                    # After a 5xx the first call may have gone through and used the token:
-                    # a push now could show the answer twice, so nothing more is sent.
-                    return "failed: reply uncertain" if uncertain else "token rejected"
+                    if not uncertain:
+                        return "token rejected"
+                    # After a 5xx the first call may have gone through and used the token.
+                    # A push now could deliver the reply twice, so nothing more is sent.
+                    log.warning("reply token rejected after a 5xx; the reply may have arrived")
+                    return "failed: reply uncertain"
                 if not _retryable(error) or attempt == MAX_ATTEMPTS - 1:
                     log.error("reply failed: %s", _describe(error))
                     return f"failed: reply status {error.status}"
@@ -429,7 +432,7 @@ class Sender:
 
     def _push(self, to: str, outgoing: list[TextMessage]) -> str:
         request = PushMessageRequest(to=to, messages=outgoing)
-        # One key for all attempts: LINE accepts a retry key once and answers 409 after that.
+        # One key for all attempts: LINE accepts a retry key once and returns 409 after that.
         retry_key = str(uuid.uuid4())
         for attempt in range(MAX_ATTEMPTS):
             try:
@@ -665,7 +668,7 @@ def _event_type(event: Event) -> str:
 class SerialExecutor:
     """Run jobs on a thread pool, one at a time per key and in the order they arrived.
 
-    Two messages from one person are answered in order; different people run in parallel.
+    Two messages from one person are handled in order, and different people in parallel.
     """
 
     def __init__(self, workers: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +19,9 @@ from bot.store import SQLiteStore, Store
 from bot.tokenize import warm_up
 
 log = logging.getLogger(__name__)
+
+# Socket Mode pings every 10 s; this long without any frame means the connection is dead.
+SOCKET_SILENCE_SECONDS = 120
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
@@ -37,8 +41,14 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             len(kb.causes),
             type(store).__name__,
         )
-        yield
-        log.info("stopped")
+        socket = _start_socket_mode(settings, assistant, store)
+        app.state.slack_socket = socket
+        try:
+            yield
+        finally:
+            if socket is not None:
+                socket.close()
+            log.info("stopped")
 
     app = FastAPI(title="madoguchi", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
@@ -56,8 +66,13 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         return JSONResponse({"detail": errors}, status_code=422)
 
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def healthz() -> JSONResponse:
+        # A Socket Mode client can look connected while no events arrive, so its health is
+        # judged by how recently it heard from Slack.
+        socket = getattr(app.state, "slack_socket", None)
+        if socket is not None and not socket.healthy(SOCKET_SILENCE_SECONDS):
+            return JSONResponse({"status": "degraded", "slack_socket": "silent"}, 503)
+        return JSONResponse({"status": "ok"})
 
     app.include_router(web.router)
     _mount_channels(app, settings, assistant, store)
@@ -77,5 +92,18 @@ def _mount_channels(app: FastAPI, settings: Settings, assistant: Assistant, stor
 
         app.include_router(slack_router(settings, assistant, store))
         log.info("Slack channel on at /slack/events")
-    else:
-        log.info("Slack channel off: set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN")
+    elif not (settings.slack_app_token and settings.slack_bot_token):
+        log.info(
+            "Slack channel off: set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN for HTTP, "
+            "or SLACK_APP_TOKEN and SLACK_BOT_TOKEN for Socket Mode"
+        )
+
+
+def _start_socket_mode(settings: Settings, assistant: Assistant, store: Store) -> Any:
+    if not (settings.slack_app_token and settings.slack_bot_token):
+        return None
+    from adapters.slack import start_socket_mode
+
+    socket = start_socket_mode(settings, assistant, store)
+    log.info("Slack channel on over Socket Mode")
+    return socket

@@ -439,3 +439,14 @@ def _knowledge_digest(assistant: Assistant) -> str:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
+
+
+def post_report(settings: Settings, text: str) -> None:
+    """Post the usage report to the staff channel (used by `madoguchi report --slack`)."""
+    assert settings.slack_bot_token is not None
+    client = WebClient(
+        token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+    )
+    client.chat_postMessage(
+        channel=settings.slack_staff_channel, text=slack_blocks.escape(text), unfurl_links=False
+    )

@@ -3,7 +3,7 @@
 Both servers run under uvicorn in a child process on 127.0.0.1; this process sends the
 webhooks and hosts the fake LINE API. The LINE figure counts replies that reached the fake
 API (signature check, parse, core, SQLite, Messaging API call); the bare figure counts 200
-answers from a FastAPI route that only validates X-Line-Signature. Their ratio shows what the
+responses from a FastAPI route that only validates X-Line-Signature. Their ratio shows what the
 channel costs on top of the web stack (goal: at least 0.5).
 
     python bench/bench_line.py [--requests N] [--concurrency C]
@@ -184,7 +184,7 @@ def measure(server: Server, api: FakeLineApi, start: int, count: int, args: Any)
     elapsed = time.perf_counter() - started
     if statuses.count(200) != count:
         raise RuntimeError(
-            f"{server.kind}: {count - statuses.count(200)} webhooks not answered 200"
+            f"{server.kind}: {count - statuses.count(200)} webhooks got no 200 response"
         )
     return count / elapsed
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -10,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot import messages, ocr, screen
+from bot.desk import Desk, user_hash
 from bot.diagnosis import (
     UNKNOWN,
     FactReader,
@@ -59,16 +59,18 @@ class State:
     questions: int = 0
     fallbacks: int = 0
     warned: bool = False
+    # The answer whose 「解決した」/「解決しない」 buttons are showing.
+    feedback_for: dict[str, Any] | None = None
     updated: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
     def restart(self) -> None:
-        """Forget the diagnosis but remember that the privacy warning was already given."""
-        warned = self.warned
+        """Forget the diagnosis, keeping the privacy warning flag and the fallback count."""
+        warned, fallbacks = self.warned, self.fallbacks
         self.__dict__.update(State().__dict__)
-        self.warned = warned
+        self.warned, self.fallbacks = warned, fallbacks
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> State:
@@ -92,6 +94,9 @@ class Assistant:
         self.timeout_seconds = timeout_minutes * 60
         self.matcher = Matcher(kb)
         self.reader = FactReader(kb)
+        self.desk = Desk(kb, self.store, clock)
+        for learned in self.store.learned():
+            self._apply_learned(learned.target, learned.text)
         intents = kb.intents
         self._greeting = phrases(intents.greeting)
         self._thanks = phrases(intents.thanks)
@@ -113,7 +118,9 @@ class Assistant:
             guarded = redact(text)
         else:
             guarded = redact(_clean(message.text))
-            reply = self._respond(message, guarded.text, state)
+            intercepted = self.desk.intercept(message, guarded.text, state)
+            reply = intercepted or self._respond(message, guarded.text, state)
+        self.desk.decorate(message, reply, state)
         if expired and reply.kind != "answer":
             reply.text = f"{messages.EXPIRED}\n{reply.text}"
         if guarded.redacted:
@@ -128,6 +135,25 @@ class Assistant:
 
     def reset(self, channel: str, user: str) -> None:
         self.store.delete(f"{channel}:{user}")
+
+    def learn(self, target: str, text: str, staff: str | None = None) -> str:
+        """Register a resident's phrasing for a kiosk message or cause; the matcher uses it at
+        once. The text is redacted first; the stored, redacted text is returned."""
+        if target not in self.kb.causes and not any(e.id == target for e in self.kb.errors):
+            raise KeyError(target)
+        text = redact(_clean(text)).text
+        self.store.add_learned(target, text, staff)
+        self._apply_learned(target, text)
+        return text
+
+    def _apply_learned(self, target: str, text: str) -> None:
+        error_id = self.kb.error_of_cause.get(target, target)
+        if not any(e.id == error_id for e in self.kb.errors):
+            log.warning("learned phrasing for unknown target=%s ignored", target)
+            return
+        self.matcher.learn(error_id, text)
+        if target in self.kb.causes:
+            self.reader.learn(target, text)
 
     # -- conversation --------------------------------------------------------------------
 
@@ -226,7 +252,6 @@ class Assistant:
             return Reply(user=user, kind="notice", text=messages.THANKS)
         if self._matches(self._greeting, query):
             return Reply(user=user, kind="notice", text=messages.greeting(self.kb.municipality))
-        state.fallbacks += 1
         return Reply(user=user, kind="fallback", text=messages.OUT_OF_SCOPE, candidates=[])
 
     @staticmethod
@@ -453,13 +478,13 @@ class Assistant:
         return any(p.found_in(query) for p in candidates)
 
     def _log(self, message: Message, text: str, reply: Reply, started: float) -> None:
-        user_hash = hashlib.sha256(f"{message.channel}:{message.user}".encode()).hexdigest()[:12]
+        hashed = user_hash(message.channel, message.user)
         score = reply.candidates[0].score if reply.candidates else None
         elapsed_ms = (time.perf_counter() - started) * 1000
         log.info(
             "turn channel=%s user=%s kind=%s error=%s cause=%s score=%s ms=%.1f",
             message.channel,
-            user_hash,
+            hashed,
             reply.kind,
             reply.error_id,
             reply.cause_id,
@@ -471,7 +496,7 @@ class Assistant:
             {
                 "at": self.clock(),
                 "channel": message.channel,
-                "user_hash": user_hash,
+                "user_hash": hashed,
                 "kind": reply.kind,
                 "error_id": reply.error_id,
                 "cause_id": reply.cause_id,

@@ -56,22 +56,29 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--db", type=Path, help="SQLite file to keep state in (default: memory)")
     ask.set_defaults(handler=_ask)
 
+    report = commands.add_parser("report", help="print the usage report in Japanese")
+    report.add_argument("--since", help="first day to count, YYYY-MM-DD (default: all)")
+    report.add_argument("--csv", action="store_true", help="print CSV instead of text")
+    report.add_argument("--slack", action="store_true", help="post it to the staff channel")
+    report.add_argument("--db", type=Path, help="SQLite file (default: MADOGUCHI_DB_PATH)")
+    report.set_defaults(handler=_report)
+
     kb = commands.add_parser("kb", help="knowledge-base tools")
     kb_commands = kb.add_subparsers(required=True, metavar="COMMAND")
     check = kb_commands.add_parser("check", help="validate a knowledge folder")
     check.add_argument("directory", nargs="?", type=Path, help="folder (default: knowledge/)")
     check.set_defaults(handler=_kb_check)
+    learned = kb_commands.add_parser("learned", help="phrasings staff registered from Slack")
+    learned.add_argument("--export", action="store_true", help="print them as YAML")
+    learned.add_argument("--db", type=Path, help="SQLite file (default: MADOGUCHI_DB_PATH)")
+    learned.set_defaults(handler=_kb_learned)
     return parser
 
 
 def _assistant(settings: Settings, db: Path | None) -> Any:
     from bot.assistant import Assistant
 
-    try:
-        kb = load(settings.knowledge_dir)
-    except KnowledgeError as exc:
-        _print_problems(exc.problems, sys.stderr)
-        raise SystemExit(1) from None
+    kb = _load_or_exit(settings)
     store: Store = SQLiteStore(db) if db else MemoryStore()
     return Assistant(kb, store, settings.conversation_timeout_minutes)
 
@@ -190,6 +197,61 @@ def _kb_check(args: argparse.Namespace, settings: Settings) -> int:
         f"質問 {len(kb.facts)} 件、対象外の話題 {len(kb.topics)} 件。"
     )
     return 0
+
+
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from bot import report
+
+    since, label = 0.0, "記録の最初"
+    if args.since:
+        try:
+            start = datetime.fromisoformat(args.since)
+        except ValueError:
+            print(f"--since は YYYY-MM-DD の形で指定してください: {args.since}", file=sys.stderr)
+            return 2
+        since, label = start.timestamp(), start.strftime("%Y年%m月%d日")
+    kb = _load_or_exit(settings)
+    store = SQLiteStore(args.db or settings.db_path)
+    built = report.build(kb, store, since, label)
+    text = report.render_csv(built, kb) if args.csv else report.render_text(built, kb)
+    print(text, end="" if args.csv else "\n")
+    if args.slack:
+        from adapters.slack import post_report
+
+        if not (settings.slack_bot_token and settings.slack_staff_channel):
+            print(
+                "Slack に送るには SLACK_BOT_TOKEN と MADOGUCHI_SLACK_STAFF_CHANNEL が必要です。",
+                file=sys.stderr,
+            )
+            return 1
+        post_report(settings, report.render_text(built, kb))
+    return 0
+
+
+def _kb_learned(args: argparse.Namespace, settings: Settings) -> int:
+    import yaml
+
+    store = SQLiteStore(args.db or settings.db_path)
+    grouped: dict[str, list[str]] = {}
+    for item in store.learned():
+        grouped.setdefault(item.target, []).append(item.text)
+    if args.export:
+        document = {
+            "learned": [{"target": target, "examples": texts} for target, texts in grouped.items()]
+        }
+        print(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), end="")
+    else:
+        for target, texts in grouped.items():
+            print(f"{target}: {len(texts)} 件")
+    return 0
+
+
+def _load_or_exit(settings: Settings) -> Any:
+    try:
+        return load(settings.knowledge_dir)
+    except KnowledgeError as exc:
+        _print_problems(exc.problems, sys.stderr)
+        raise SystemExit(1) from None
 
 
 def _print_problems(problems: list[str], stream: TextIO) -> None:

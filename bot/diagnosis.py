@@ -166,6 +166,10 @@ class FactReader:
                 found.setdefault(fact_id, best[1])
         return found
 
+    def learn(self, cause_id: str, text: str) -> None:
+        """Treat a phrasing staff registered for a cause as evidence for it."""
+        self._evidence[cause_id] = (*self._evidence.get(cause_id, ()), *phrases([text]))
+
     def evidence(self, text: Text) -> list[str]:
         return [cause_id for cause_id, found in self._evidence.items() if _any(found, text)]
 

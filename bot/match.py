@@ -35,6 +35,9 @@ MIN_ALIGNED_CHARS = 6
 # Staff name messages by number ("エラー7", "エラー番号9"); the number is the message id.
 ERROR_NUMBER = re.compile(r"(?:エラー|error)(?:番号|no\.?|#)?(\d{1,2})(?!\d)")
 NAMED_BY_NUMBER = 0.9
+# A query this similar (rapidfuzz ratio) to a phrasing staff registered counts as that entry.
+LEARNED_RATIO = 85
+LEARNED_SCORE = 0.9
 
 EntryKind = Literal["error", "topic"]
 
@@ -65,6 +68,7 @@ class _Entry:
     patterns: tuple[Pattern, ...]
     keywords: tuple[Phrase, ...]
     vector: dict[str, float] = field(default_factory=dict)
+    learned: list[str] = field(default_factory=list)
 
 
 def screen_pattern(screen_text: str) -> str:
@@ -168,6 +172,13 @@ class Matcher:
         for entry, counts in zip(self._entries, documents, strict=True):
             entry.vector = self._weigh(counts)
 
+    def learn(self, entry_id: str, text: str) -> None:
+        """Use a phrasing staff registered for an entry from the next query on."""
+        entry = next(e for e in self._entries if e.id == entry_id)
+        form = mask_numbers(compact(text))
+        if form and form not in entry.learned:
+            entry.learned.append(form)
+
     def rank(self, query: Text) -> list[Score]:
         masked = mask_numbers(query.compact)
         vector = self._weigh(Counter(query.terms))
@@ -192,6 +203,9 @@ class Matcher:
         if entry.kind == "error" and entry.id in named:
             hits = (*hits, f"エラー{entry.id}")
             combined = max(combined, NAMED_BY_NUMBER)
+        if any(fuzz.ratio(masked, example) >= LEARNED_RATIO for example in entry.learned):
+            hits = (*hits, "learned")
+            combined = max(combined, LEARNED_SCORE)
         return Score(
             entry_id=entry.id,
             kind=entry.kind,

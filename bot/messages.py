@@ -65,6 +65,29 @@ IMAGE_UNREADABLE = (
 IMAGE_READ = "写真から次の文字を読み取りました。\n「{text}」"
 # Long OCR text is shortened in the reply; the whole text is in the reply's ocr_text field.
 IMAGE_READ_MAX_CHARS = 80
+HANDOFF_LABEL = "職員に相談"
+RESOLVED = "解決した"
+NOT_RESOLVED = "解決しない"
+END_HANDOFF_WORDS = ("終了", "相談終了", "相談を終了", "終わり", "おわり")
+HANDOFF_OPENED = (
+    "{city}の職員におつなぎします。このまま、このトークでお待ちください。"
+    "職員からの返信は「市の職員より」と付けてお届けします。\n"
+    "相談を終えるときは「終了」と送ってください。"
+)
+HANDOFF_HOURS = "窓口の受付時間は{hours}です。"
+HANDOFF_TIMEOUT = (
+    "お待たせしてすみません。ただいま職員がすぐに対応できません。"
+    "お急ぎの場合は{contact}へお問い合わせください。"
+)
+HANDOFF_ENDED = "職員との相談を終了しました。またお困りのときは、画面の文言を送ってください。"
+STAFF_PREFIX = "【市の職員より】"
+NOT_RESOLVED_REPLY = (
+    "お役に立てず申し訳ありません。職員に相談することもできます。"
+    "「職員に相談」を選ぶか、画面の文言をもう一度送ってください。"
+)
+OFFER_HANDOFF = (
+    "うまくご案内できていないようです。職員に相談する場合は「職員に相談」を選んでください。"
+)
 EXPIRED = "前回のやり取りから時間がたったため、最初から伺います。"
 
 
@@ -74,6 +97,20 @@ def contact(city: Municipality) -> str:
     if city.phone:
         return f"{office}（電話 {city.phone}）"
     return "市役所の窓口"
+
+
+def handoff_opened(city: Municipality) -> str:
+    text = HANDOFF_OPENED.format(city=city.name)
+    if city.opening_hours:
+        text += "\n" + HANDOFF_HOURS.format(hours=city.opening_hours)
+    return text
+
+
+def handoff_timeout(city: Municipality) -> str:
+    text = HANDOFF_TIMEOUT.format(contact=contact(city))
+    if city.opening_hours:
+        text += "\n" + HANDOFF_HOURS.format(hours=city.opening_hours)
+    return text
 
 
 def greeting(city: Municipality) -> str:

@@ -50,6 +50,16 @@ class Reply:
     sections: dict[str, str] = field(default_factory=dict)
     # The fact the question asks about, so a button press can be tied to it.
     fact_id: str | None = None
+    # Set on kind "handoff": the hand-off this reply opened or belongs to.
+    handoff_id: str | None = None
+    # True while staff handle the conversation: the adapter forwards `relay_text` (redacted)
+    # to the staff thread and sends the person nothing.
+    relay: bool = False
+    relay_text: str = ""
+    # On the reply that opens a hand-off: the conversation so far, redacted, oldest first.
+    transcript: list[str] = field(default_factory=list)
+    # Set when the person ended a hand-off, so the adapter can tell the staff thread.
+    closed_handoff_id: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -64,4 +74,6 @@ class Reply:
         }
         if self.ocr_text is not None:
             body["ocr_text"] = self.ocr_text
+        if self.handoff_id is not None:
+            body["handoff_id"] = self.handoff_id
         return body

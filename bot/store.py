@@ -1,7 +1,8 @@
-"""Conversation state, processed event ids and the redacted turn log.
+"""Conversation state, processed event ids, hand-offs, feedback, learned phrasings, turn log.
 
-SQLite in WAL mode is the default; one connection per thread because sqlite3 connections
-must not be shared across threads. Every value written here has passed the privacy guard.
+SQLite in WAL mode; one connection per thread because sqlite3 connections must not be shared
+across threads. Without a path the database lives in memory for the life of the store (the
+`ask --jsonl` replay and tests). Every text written here has passed the privacy guard.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import json
 import sqlite3
 import threading
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -35,81 +38,110 @@ CREATE TABLE IF NOT EXISTS turns (
     redacted INTEGER NOT NULL,
     text TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS handoffs (
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    user TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    picked_at REAL,
+    closed_at REAL,
+    staff TEXT,
+    thread_channel TEXT,
+    thread_ts TEXT,
+    timeout_notified INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS handoffs_key ON handoffs (key, status);
+CREATE INDEX IF NOT EXISTS handoffs_thread ON handoffs (thread_channel, thread_ts);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    channel TEXT NOT NULL,
+    user_hash TEXT NOT NULL,
+    error_id TEXT,
+    cause_id TEXT,
+    resolved INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS learned (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    target TEXT NOT NULL,
+    text TEXT NOT NULL,
+    staff TEXT
+);
 """
 
-
-class Store(Protocol):
-    def load(self, key: str) -> dict[str, Any] | None: ...
-
-    def save(self, key: str, state: dict[str, Any]) -> None: ...
-
-    def delete(self, key: str) -> None: ...
-
-    def first_time(self, event_id: str) -> bool:
-        """Record an event id; return False if it was already recorded."""
-        ...
-
-    def log_turn(self, record: dict[str, Any]) -> None: ...
+HandoffStatus = Literal["waiting", "active", "closed"]
 
 
-class MemoryStore:
-    """A store that lives as long as the process: for `ask --jsonl` and tests."""
+@dataclass(frozen=True)
+class Handoff:
+    """A resident's conversation passed to city staff."""
 
-    def __init__(self) -> None:
-        self._states: dict[str, str] = {}
-        self._events: set[str] = set()
-        self._lock = threading.Lock()
-        self.turns: list[dict[str, Any]] = []
+    id: str
+    key: str
+    channel: str
+    user: str
+    status: HandoffStatus
+    created_at: float
+    picked_at: float | None
+    closed_at: float | None
+    staff: str | None
+    thread_channel: str | None
+    thread_ts: str | None
+    timeout_notified: bool
 
-    def load(self, key: str) -> dict[str, Any] | None:
-        raw = self._states.get(key)
-        return json.loads(raw) if raw is not None else None
 
-    def save(self, key: str, state: dict[str, Any]) -> None:
-        self._states[key] = json.dumps(state, ensure_ascii=False)
+@dataclass(frozen=True)
+class Learned:
+    """A phrasing staff registered for a kiosk message ("7") or a cause ("1a")."""
 
-    def delete(self, key: str) -> None:
-        self._states.pop(key, None)
-
-    def first_time(self, event_id: str) -> bool:
-        with self._lock:
-            if event_id in self._events:
-                return False
-            self._events.add(event_id)
-            return True
-
-    def log_turn(self, record: dict[str, Any]) -> None:
-        self.turns.append(dict(record))
+    target: str
+    text: str
 
 
 class SQLiteStore:
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._target = str(self.path)
+            self._uri = False
+        else:
+            self._target = f"file:madoguchi-{uuid.uuid4().hex}?mode=memory&cache=shared"
+            self._uri = True
         self._local = threading.local()
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+        # An in-memory database lives as long as one connection to it is open.
+        self._keeper = self._open()
+        if self.path is not None:
+            self._keeper.execute("PRAGMA journal_mode=WAL")
+        self._keeper.executescript(SCHEMA)
 
-    def _connect(self) -> sqlite3.Connection:
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            self._target, timeout=10, isolation_level=None, uri=self._uri, check_same_thread=False
+        )
+        db.execute("PRAGMA busy_timeout=10000")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.row_factory = sqlite3.Row
+        return db
+
+    def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            db.execute("PRAGMA busy_timeout=10000")
-            db.execute("PRAGMA synchronous=NORMAL")
+            db = self._open()
             self._local.db = db
         return db
 
+    # -- conversations ---------------------------------------------------------------------
+
     def load(self, key: str) -> dict[str, Any] | None:
-        row = (
-            self._connect()
-            .execute("SELECT state FROM conversations WHERE key = ?", (key,))
-            .fetchone()
-        )
+        row = self._db().execute("SELECT state FROM conversations WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def save(self, key: str, state: dict[str, Any]) -> None:
-        self._connect().execute(
+        self._db().execute(
             "INSERT INTO conversations (key, state, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT(key) DO UPDATE SET "
             "state = excluded.state, updated_at = excluded.updated_at",
@@ -117,29 +149,169 @@ class SQLiteStore:
         )
 
     def delete(self, key: str) -> None:
-        self._connect().execute("DELETE FROM conversations WHERE key = ?", (key,))
+        self._db().execute("DELETE FROM conversations WHERE key = ?", (key,))
+
+    # -- redelivery --------------------------------------------------------------------------
 
     def first_time(self, event_id: str) -> bool:
-        cursor = self._connect().execute(
+        """Record an event id; return False if it was already recorded."""
+        cursor = self._db().execute(
             "INSERT OR IGNORE INTO events (id, seen_at) VALUES (?, ?)", (event_id, time.time())
         )
         return cursor.rowcount == 1
 
+    # -- turn log ----------------------------------------------------------------------------
+
     def log_turn(self, record: dict[str, Any]) -> None:
-        self._connect().execute(
+        self._db().execute(
             "INSERT INTO turns (at, channel, user_hash, kind, error_id, cause_id, score, "
             "redacted, text) VALUES (:at, :channel, :user_hash, :kind, :error_id, :cause_id, "
             ":score, :redacted, :text)",
             record,
         )
 
-    def turns(self) -> list[dict[str, Any]]:
-        cursor = self._connect().execute("SELECT * FROM turns ORDER BY id")
-        names = [c[0] for c in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    def recent_turns(self, user_hash: str, since: float, limit: int = 10) -> list[dict[str, Any]]:
+        """Return a conversation's latest turns after a time, oldest first."""
+        rows = self._db().execute(
+            "SELECT * FROM turns WHERE user_hash = ? AND at >= ? ORDER BY id DESC LIMIT ?",
+            (user_hash, since, limit),
+        )
+        return [dict(row) for row in rows][::-1]
+
+    def turns(self, since: float = 0.0) -> list[dict[str, Any]]:
+        rows = self._db().execute("SELECT * FROM turns WHERE at >= ? ORDER BY id", (since,))
+        return [dict(row) for row in rows]
+
+    # -- hand-offs -----------------------------------------------------------------------------
+
+    def open_handoff(self, key: str, channel: str, user: str) -> Handoff:
+        """Start a hand-off for a conversation, or return the one already open."""
+        existing = self.handoff_for(key)
+        if existing is not None:
+            return existing
+        handoff_id = uuid.uuid4().hex
+        self._db().execute(
+            "INSERT INTO handoffs (id, key, channel, user, status, created_at) "
+            "VALUES (?, ?, ?, ?, 'waiting', ?)",
+            (handoff_id, key, channel, user, time.time()),
+        )
+        handoff = self.handoff(handoff_id)
+        assert handoff is not None
+        return handoff
+
+    def handoff(self, handoff_id: str) -> Handoff | None:
+        row = self._db().execute("SELECT * FROM handoffs WHERE id = ?", (handoff_id,)).fetchone()
+        return _handoff(row)
+
+    def handoff_for(self, key: str) -> Handoff | None:
+        """Return the open (waiting or active) hand-off of a conversation."""
+        row = (
+            self._db()
+            .execute(
+                "SELECT * FROM handoffs WHERE key = ? AND status != 'closed' "
+                "ORDER BY created_at DESC LIMIT 1",
+                (key,),
+            )
+            .fetchone()
+        )
+        return _handoff(row)
+
+    def handoff_by_thread(self, thread_channel: str, thread_ts: str) -> Handoff | None:
+        row = (
+            self._db()
+            .execute(
+                "SELECT * FROM handoffs WHERE thread_channel = ? AND thread_ts = ?",
+                (thread_channel, thread_ts),
+            )
+            .fetchone()
+        )
+        return _handoff(row)
+
+    def set_handoff_thread(self, handoff_id: str, thread_channel: str, thread_ts: str) -> None:
+        self._db().execute(
+            "UPDATE handoffs SET thread_channel = ?, thread_ts = ? WHERE id = ?",
+            (thread_channel, thread_ts, handoff_id),
+        )
+
+    def pick_handoff(self, handoff_id: str, staff: str) -> bool:
+        """Mark a waiting hand-off as taken by a staff member; False if it was not waiting."""
+        cursor = self._db().execute(
+            "UPDATE handoffs SET status = 'active', staff = ?, picked_at = ? "
+            "WHERE id = ? AND status = 'waiting'",
+            (staff, time.time(), handoff_id),
+        )
+        return cursor.rowcount == 1
+
+    def close_handoff(self, handoff_id: str) -> bool:
+        cursor = self._db().execute(
+            "UPDATE handoffs SET status = 'closed', closed_at = ? "
+            "WHERE id = ? AND status != 'closed'",
+            (time.time(), handoff_id),
+        )
+        return cursor.rowcount == 1
+
+    def unanswered_handoffs(self, older_than: float) -> list[Handoff]:
+        """Return waiting hand-offs created before a time whose person was not yet told."""
+        rows = self._db().execute(
+            "SELECT * FROM handoffs WHERE status = 'waiting' AND timeout_notified = 0 "
+            "AND created_at < ?",
+            (older_than,),
+        )
+        return [h for h in (_handoff(row) for row in rows) if h is not None]
+
+    def mark_timeout_notified(self, handoff_id: str) -> None:
+        self._db().execute("UPDATE handoffs SET timeout_notified = 1 WHERE id = ?", (handoff_id,))
+
+    def handoffs(self, since: float = 0.0) -> list[Handoff]:
+        rows = self._db().execute(
+            "SELECT * FROM handoffs WHERE created_at >= ? ORDER BY created_at", (since,)
+        )
+        return [h for h in (_handoff(row) for row in rows) if h is not None]
+
+    # -- feedback and learned phrasings ---------------------------------------------------------
+
+    def add_feedback(self, record: dict[str, Any]) -> None:
+        self._db().execute(
+            "INSERT INTO feedback (at, channel, user_hash, error_id, cause_id, resolved) "
+            "VALUES (:at, :channel, :user_hash, :error_id, :cause_id, :resolved)",
+            record,
+        )
+
+    def feedback(self, since: float = 0.0) -> list[dict[str, Any]]:
+        rows = self._db().execute("SELECT * FROM feedback WHERE at >= ? ORDER BY id", (since,))
+        return [dict(row) for row in rows]
+
+    def add_learned(self, target: str, text: str, staff: str | None = None) -> None:
+        self._db().execute(
+            "INSERT INTO learned (at, target, text, staff) VALUES (?, ?, ?, ?)",
+            (time.time(), target, text, staff),
+        )
+
+    def learned(self) -> list[Learned]:
+        rows = self._db().execute("SELECT target, text FROM learned ORDER BY id")
+        return [Learned(target=row["target"], text=row["text"]) for row in rows]
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
             db.close()
             self._local.db = None
+
+
+class MemoryStore(SQLiteStore):
+    """A store that lives as long as the object: for `ask --jsonl` replays and tests."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+
+# Anything that behaves like SQLiteStore; a Redis-backed store would implement the same methods.
+Store = SQLiteStore
+
+
+def _handoff(row: sqlite3.Row | None) -> Handoff | None:
+    if row is None:
+        return None
+    values = dict(row)
+    values["timeout_notified"] = bool(values["timeout_notified"])
+    return Handoff(**values)

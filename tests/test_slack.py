@@ -12,8 +12,6 @@ import hmac
 import json
 import logging
 import shutil
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +23,6 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from fastapi import FastAPI
 
@@ -39,6 +36,7 @@ from bot.settings import Settings
 from bot.store import SQLiteStore
 from tests.conftest import KNOWLEDGE, ROOT
 from tests.fakes.slack_api import BOT_ID, BOT_USER_ID, TEAM_ID, Call, FakeSlack, block_kit_problems
+from tests.servers import serve
 
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 BOT_TOKEN = "xoxb-test-bot-token-0123456789"
@@ -56,28 +54,6 @@ CARD_ERROR = "ご利用いただけないカードです"
 def fake_slack() -> Iterator[FakeSlack]:
     with FakeSlack() as fake:
         yield fake
-
-
-@contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """Run the ASGI app under uvicorn on a free loopback port; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws="none", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped during start-up"
-        assert time.monotonic() < deadline, "uvicorn did not start within 20 s"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 def sign(body: bytes, timestamp: int, secret: str = SIGNING_SECRET) -> dict[str, str]:
@@ -271,7 +247,7 @@ def running_slack(
     caplog.set_level(logging.INFO)
     store = SQLiteStore(settings.db_path)
     app = create_app(settings, store)
-    with serving(app) as base_url, httpx.Client(timeout=10) as http:
+    with serve(app) as base_url, httpx.Client(timeout=10) as http:
         yield Slack(fake, base_url, http, store, app, caplog)
     invalid = [(c.method, c.problems) for c in fake.calls if c.problems]
     assert invalid == [], "payloads Slack would reject"

@@ -1,7 +1,7 @@
 """A fake LINE Messaging API (api.line.me and api-data.line.me) on 127.0.0.1.
 
 It serves the endpoints the LINE channel uses over real HTTP so that line-bot-sdk's own
-client talks to it, records every request, and answers the way LINE does where it matters:
+client talks to it, records every request, and responds the way LINE does where it matters:
 a reply token works once, an expired token gives 400 "Invalid reply token", a push retry key
 that was already accepted gives 409, and a payload over LINE's limits gives 400. Tests can
 queue failures (400, 429, 5xx) or slow answers for the next calls to a path.
@@ -28,7 +28,7 @@ CONTENT_PREFIX = "/v2/bot/message/"
 
 @dataclass
 class Call:
-    """One request the fake received, with the status it answered."""
+    """One request the fake received, with the status it returned."""
 
     method: str
     path: str
@@ -74,7 +74,7 @@ def payload_problems(body: Any) -> list[str]:
 
 
 class FakeLineApi:
-    """Record requests like LINE's API servers and answer them; use as a context manager."""
+    """Record requests like LINE's API servers and respond to them; use as a context manager."""
 
     def __init__(self, access_token: str) -> None:
         self.access_token = access_token
