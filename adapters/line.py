@@ -142,7 +142,9 @@ LOADING_AFTER_SECONDS = 1.0
 LOADING_SECONDS = 20  # the API accepts 5 to 60 in steps of 5
 
 MAX_BODY_BYTES = 1 << 20
-WORKERS = 8
+# The core and the SDK hold the GIL most of the time, so more threads add contention rather
+# than speed; a few spare threads keep events moving while one waits on the LINE API.
+WORKERS = 4
 
 
 # -- LINE's ways of counting characters ------------------------------------------------------

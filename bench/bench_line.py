@@ -1,12 +1,16 @@
 """Signed LINE webhooks per second, end to end, next to a bare signature-checking endpoint.
 
-Both servers run under uvicorn in a child process on 127.0.0.1; this process sends the
-webhooks and hosts the fake LINE API. The LINE figure counts replies that reached the fake
-API (signature check, parse, core, SQLite, Messaging API call); the bare figure counts 200
-responses from a FastAPI route that only validates X-Line-Signature. Their ratio shows what the
-channel costs on top of the web stack (goal: at least 0.5).
+Each server runs under uvicorn in its own child process on 127.0.0.1. This process sends the
+webhooks with httpx and hosts the fake LINE API. The LINE figure counts replies that reached
+the fake API (signature check, parse, core, SQLite, Messaging API call). The bare figure
+counts 200 responses from a FastAPI route that only validates X-Line-Signature. Their ratio
+shows what the channel costs on top of the web stack (goal: at least 0.5).
 
-    python bench/bench_line.py [--requests N] [--concurrency C]
+The server CPU time per webhook is printed too, because it depends far less on other load
+on the machine. When this process uses a whole CPU, the load generator is the limit, not
+the server.
+
+    python bench/bench_line.py [--requests N] [--rounds R] [--concurrency C]
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from fastapi import FastAPI, Request, Response
 from linebot.v3.webhook import SignatureValidator
 
@@ -165,6 +171,7 @@ class Server:
             target=serve, args=(kind, api_url, db_dir, ports), daemon=True
         )
         self._child.start()
+        self.pid = self._child.pid or 0
         self.url = f"http://127.0.0.1:{ports.get(timeout=60)}"
         wait_until_up(self.url, time.monotonic() + 60)
 
@@ -173,20 +180,35 @@ class Server:
         self._child.join(timeout=10)
 
 
-def measure(server: Server, api: FakeLineApi, start: int, count: int, args: Any) -> float:
-    """Send `count` webhooks and return webhooks per second until the last one is done."""
+@dataclass
+class Run:
+    rate: float  # webhooks per second, wall clock
+    server_cpu_ms: float  # CPU time of the server process per webhook
+    client_cpu: float  # share of one CPU used by this process (load and fake API)
+
+
+def measure(server: Server, api: FakeLineApi, start: int, count: int, args: Any) -> Run:
+    """Send `count` webhooks and time them until the last one is done."""
     before = len(api.calls_to(REPLY))
     bodies = [webhook(i) for i in range(start, start + count)]
+    server_cpu, client_cpu = _cpu_seconds(server.pid), _cpu_seconds(os.getpid())
     started = time.perf_counter()
     statuses = asyncio.run(send_all(server.url, bodies, args.concurrency))
     if server.kind == "line":
         api.wait_calls(REPLY, before + count, timeout=args.limit)
     elapsed = time.perf_counter() - started
+    server_cpu = _cpu_seconds(server.pid) - server_cpu
+    client_cpu = _cpu_seconds(os.getpid()) - client_cpu
     if statuses.count(200) != count:
         raise RuntimeError(
             f"{server.kind}: {count - statuses.count(200)} webhooks got no 200 response"
         )
-    return count / elapsed
+    return Run(count / elapsed, server_cpu / count * 1000, client_cpu / elapsed)
+
+
+def _cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def main() -> None:
@@ -199,7 +221,7 @@ def main() -> None:
     parser.add_argument("--limit", type=float, default=120, help="seconds allowed per run")
     args = parser.parse_args()
 
-    rates: dict[str, list[float]] = {"bare": [], "line": []}
+    runs: dict[str, list[Run]] = {"bare": [], "line": []}
     with FakeLineApi(TOKEN) as api, tempfile.TemporaryDirectory() as db_dir:
         servers = [Server("bare", api.url, db_dir), Server("line", api.url, db_dir)]
         try:
@@ -210,23 +232,39 @@ def main() -> None:
             for round_ in range(args.rounds):
                 for server in servers:
                     start = round_ * args.requests
-                    rates[server.kind].append(measure(server, api, start, args.requests, args))
+                    runs[server.kind].append(measure(server, api, start, args.requests, args))
         finally:
             for server in servers:
                 server.close()
 
-    bare, full = statistics.median(rates["bare"]), statistics.median(rates["line"])
-    print(f"bare signature check: {bare:8.1f} webhooks/s  runs: {_runs(rates['bare'])}")
-    print(f"LINE end to end:      {full:8.1f} webhooks/s  runs: {_runs(rates['line'])}")
-    print(f"ratio:                {full / bare:8.2f}  (goal >= 0.5)")
+    bare, full = _median(runs["bare"]), _median(runs["line"])
+    _report("bare signature check", bare)
+    _report("LINE end to end", full)
+    print(f"ratio:                {full.rate / bare.rate:7.2f} (goal >= 0.5)")
+    print(f"runs, webhooks/s: bare {_rates(runs['bare'])}; LINE {_rates(runs['line'])}")
     print(
-        f"medians of {args.rounds} runs; {args.requests} webhooks per run, "
-        f"{args.concurrency} in flight, 127.0.0.1, {os.cpu_count()} CPUs"
+        f"medians of {args.rounds} runs of {args.requests} webhooks, {args.concurrency} in "
+        f"flight, 127.0.0.1, {os.cpu_count()} CPUs"
     )
 
 
-def _runs(values: list[float]) -> str:
-    return ", ".join(f"{v:.0f}" for v in values)
+def _report(name: str, run: Run) -> None:
+    print(
+        f"{name + ':':22}{run.rate:7.1f} webhooks/s, server CPU {run.server_cpu_ms:.2f} ms per "
+        f"webhook, load and fake API {run.client_cpu:.0%} of a CPU"
+    )
+
+
+def _median(runs: list[Run]) -> Run:
+    return Run(
+        statistics.median(r.rate for r in runs),
+        statistics.median(r.server_cpu_ms for r in runs),
+        statistics.median(r.client_cpu for r in runs),
+    )
+
+
+def _rates(runs: list[Run]) -> str:
+    return ", ".join(f"{r.rate:.0f}" for r in runs)
 
 
 if __name__ == "__main__":

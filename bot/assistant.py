@@ -118,8 +118,11 @@ class Assistant:
             guarded = redact(text)
         else:
             guarded = redact(_clean(message.text))
-            intercepted = self.desk.intercept(message, guarded.text, state)
-            reply = intercepted or self._respond(message, guarded.text, state)
+            # A kiosk question never needs more than MAX_QUERY_CHARS; the rest is not read.
+            text = guarded.text[:MAX_QUERY_CHARS]
+            query = Text.of(text)
+            intercepted = self.desk.intercept(message, text, query, state)
+            reply = intercepted or self._respond(message, query, state)
         self.desk.decorate(message, reply, state)
         if expired and reply.kind != "answer":
             reply.text = f"{messages.EXPIRED}\n{reply.text}"
@@ -165,11 +168,8 @@ class Assistant:
             return State(warned=state.warned), was_waiting
         return state, False
 
-    def _respond(self, message: Message, text: str, state: State) -> Reply:
+    def _respond(self, message: Message, query: Text, state: State) -> Reply:
         user = message.user
-        if len(text) > MAX_QUERY_CHARS:
-            text = text[:MAX_QUERY_CHARS]
-        query = Text.of(text)
         if not query.compact or not any(ch.isalnum() for ch in query.compact):
             if state.pending_fact:
                 return self._ask(user, state, state.pending_fact, messages.REASK)

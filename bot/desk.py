@@ -38,11 +38,10 @@ class Desk:
 
     # -- before the diagnosis ------------------------------------------------------------------
 
-    def intercept(self, message: Message, text: str, state: Any) -> Reply | None:
+    def intercept(self, message: Message, text: str, query: Text, state: Any) -> Reply | None:
         """Answer moves that are not about a kiosk message; None lets the diagnosis run."""
         key = f"{message.channel}:{message.user}"
         handoff = self.store.handoff_for(key)
-        query = Text.of(text)
         if handoff is not None:
             if query.compact in self._end:
                 self.store.close_handoff(handoff.id)

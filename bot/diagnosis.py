@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from bot.extractors import EXTRACTORS
 from bot.knowledge import Cause, Fact, KnowledgeBase
-from bot.phrases import Phrase, Text, phrases
+from bot.phrases import Phrase, PhraseSet, Text, phrases
 
 UNKNOWN = "unknown"
 # Below this gain (in bits) a question is not worth the person's time.
@@ -122,13 +122,15 @@ class FactReader:
         self._kb = kb
         # A label such as わからない must not be read as an answer to a question not asked,
         # so free text is read by phrases only; labels count for the pending question.
-        self._choice_phrases = {
-            fact.id: [(choice.value, phrases(choice.phrases)) for choice in fact.choices]
+        self._choices: PhraseSet[tuple[str, str]] = PhraseSet(
+            ((fact.id, choice.value), phrase)
             for fact in kb.facts.values()
-        }
-        self._evidence = {
-            cause_id: phrases(cause.evidence) for cause_id, cause in kb.causes.items()
-        }
+            for choice in fact.choices
+            for phrase in phrases(choice.phrases)
+        )
+        self._evidence: PhraseSet[str] = PhraseSet(
+            (cause.id, phrase) for cause in kb.causes.values() for phrase in phrases(cause.evidence)
+        )
 
     def facts(self, text: Text, only: str | None = None) -> dict[str, str]:
         """Return fact values named in the text; the longest matching phrase wins a conflict.
@@ -139,39 +141,32 @@ class FactReader:
         for fact in self._kb.facts.values():
             if fact.extractor is None or (only is not None and fact.id != only):
                 continue
-            value = EXTRACTORS[fact.extractor].read(text.compact, self._kb.municipality.name)
+            value = EXTRACTORS[fact.extractor].read(text.tokens, self._kb.municipality.name)
             if value is not None:
                 found[fact.id] = value
-        for fact_id, choices in self._choice_phrases.items():
+        # The longest phrase wins; between equals, the one said first (「1回だけ。3回は…」).
+        # A match by spelling beats one by reading alone (さんかい in a text that says 1回
+        # and 3回 both).
+        best: dict[str, tuple[tuple[bool, int, int], str]] = {}
+        for (fact_id, value), phrase in self._choices.found(text):
             if only is not None and fact_id != only:
                 continue
-            # The longest phrase wins; between equals, the one said first (「1回だけ。3回は…」).
-            best: tuple[tuple[bool, int, int], str] | None = None
-            for value, candidates in choices:
-                for phrase in candidates:
-                    if not phrase.found_in(text):
-                        continue
-                    # A match by spelling beats one by reading alone (さんかい in a text
-                    # that says 1回 and 3回 both).
-                    position = text.compact.find(phrase.compact)
-                    spelled = position >= 0
-                    rank = (
-                        spelled,
-                        len(phrase.compact),
-                        -(position if spelled else len(text.compact)),
-                    )
-                    if best is None or rank > best[0]:
-                        best = (rank, value)
-            if best is not None:
-                found.setdefault(fact_id, best[1])
+            position = text.compact.find(phrase.compact)
+            spelled = position >= 0
+            rank = (spelled, len(phrase.compact), -(position if spelled else len(text.compact)))
+            if fact_id not in best or rank > best[fact_id][0]:
+                best[fact_id] = (rank, value)
+        for fact_id, (_, value) in best.items():
+            found.setdefault(fact_id, value)
         return found
 
     def learn(self, cause_id: str, text: str) -> None:
         """Treat a phrasing staff registered for a cause as evidence for it."""
-        self._evidence[cause_id] = (*self._evidence.get(cause_id, ()), *phrases([text]))
+        for phrase in phrases([text]):
+            self._evidence.add(cause_id, phrase)
 
     def evidence(self, text: Text) -> list[str]:
-        return [cause_id for cause_id, found in self._evidence.items() if _any(found, text)]
+        return sorted(self._evidence.keys_found(text))
 
     def choice_by_label(self, fact_id: str, text: Text) -> str | None:
         fact = self._kb.facts[fact_id]
@@ -188,7 +183,3 @@ def shared_facts(kb: KnowledgeBase, first: str, second: str) -> bool:
         return {f for c in kb.error(error_id).causes for f in c.conditions}
 
     return bool(facts_of(first) & facts_of(second))
-
-
-def _any(candidates: tuple[Phrase, ...], text: Text) -> bool:
-    return any(p.found_in(text) for p in candidates)

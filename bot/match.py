@@ -22,7 +22,7 @@ from rapidfuzz import fuzz
 
 from bot.knowledge import PLACEHOLDER, KnowledgeBase
 from bot.normalize import compact, mask_numbers
-from bot.phrases import Phrase, Text, phrases
+from bot.phrases import Phrase, PhraseSet, Text, phrases
 from bot.tokenize import content_terms
 
 # Placeholders that the kiosk fills with digits; any other placeholder is a name (a town).
@@ -171,6 +171,16 @@ class Matcher:
         self._idf = _idf(documents)
         for entry, counts in zip(self._entries, documents, strict=True):
             entry.vector = self._weigh(counts)
+        # Inverted index for the cosine: term -> (entry index, weight).
+        self._postings: dict[str, list[tuple[int, float]]] = {}
+        for index, entry in enumerate(self._entries):
+            for term, weight in entry.vector.items():
+                self._postings.setdefault(term, []).append((index, weight))
+        self._keywords: PhraseSet[int] = PhraseSet(
+            (index, phrase)
+            for index, entry in enumerate(self._entries)
+            for phrase in entry.keywords
+        )
 
     def learn(self, entry_id: str, text: str) -> None:
         """Use a phrasing staff registered for an entry from the next query on."""
@@ -183,22 +193,30 @@ class Matcher:
         masked = mask_numbers(query.compact)
         vector = self._weigh(Counter(query.terms))
         named = set(ERROR_NUMBER.findall(query.compact))
-        scores = [self._score(entry, query, masked, vector, named) for entry in self._entries]
+        hits: dict[int, list[str]] = {}
+        for index, phrase in self._keywords.found(query):
+            hits.setdefault(index, []).append(phrase.raw)
+        similarity = [0.0] * len(self._entries)
+        for term, weight in vector.items():
+            for index, entry_weight in self._postings.get(term, ()):
+                similarity[index] += weight * entry_weight
+        scores = [
+            self._score(entry, tuple(hits.get(index, ())), masked, similarity[index], named)
+            for index, entry in enumerate(self._entries)
+        ]
         scores.sort(key=lambda s: s.score, reverse=True)
         return scores
 
     def _score(
         self,
         entry: _Entry,
-        query: Text,
+        hits: tuple[str, ...],
         masked: str,
-        vector: dict[str, float],
+        similarity: float,
         named: set[str],
     ) -> Score:
         screen = max((p.align(masked) for p in entry.patterns), default=0.0)
-        hits = tuple(k.raw for k in entry.keywords if k.found_in(query))
         keyword = 1 - (1 - KEYWORD_WEIGHT) ** len(hits)
-        similarity = _cosine(vector, entry.vector)
         combined = 1 - (1 - screen**2) * (1 - keyword) * (1 - SIMILARITY_WEIGHT * similarity)
         if entry.kind == "error" and entry.id in named:
             hits = (*hits, f"エラー{entry.id}")
@@ -231,13 +249,3 @@ def _idf(documents: list[Counter[str]]) -> dict[str, float]:
         frequency.update(document.keys())
     total = len(documents)
     return {term: math.log((1 + total) / (1 + df)) + 1 for term, df in frequency.items()}
-
-
-def _cosine(first: dict[str, float], second: dict[str, float]) -> float:
-    if len(first) > len(second):
-        first, second = second, first
-    return sum(w * second.get(t, 0.0) for t, w in first.items())
-
-
-def query_text(raw: str) -> Text:
-    return Text.of(raw)

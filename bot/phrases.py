@@ -8,7 +8,10 @@ negation (住基カードではない, 取っていません) does not count unl
 from __future__ import annotations
 
 import re
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from bot.normalize import compact, to_hiragana
 from bot.tokenize import Token, reading_of, terms_of, tokenize
@@ -79,16 +82,24 @@ class Text:
     reading: str
     terms: tuple[str, ...] = ()
     lemmas: tuple[str, ...] = ()
+    # Look-up keys for PhraseSet: two-character windows of the compact and reading forms.
+    surface_keys: frozenset[str] = frozenset()
+    reading_keys: frozenset[str] = frozenset()
+    tokens: tuple[Token, ...] = ()
 
     @classmethod
     def of(cls, raw: str) -> Text:
         form = compact(raw)
         tokens = tokenize(form)
+        kana = to_hiragana(reading_of(tokens))
         return cls(
             compact=form,
-            reading=to_hiragana(reading_of(tokens)),
+            reading=kana,
             terms=tuple(terms_of(tokens)),
             lemmas=lemmas_of(tokens),
+            surface_keys=_windows(form),
+            reading_keys=_windows(kana),
+            tokens=tuple(tokens),
         )
 
 
@@ -159,6 +170,59 @@ class Phrase:
                 if NEGATION in wanted or not follows_negation:
                     return True
         return False
+
+
+def _windows(text: str) -> frozenset[str]:
+    return frozenset(text[i : i + 2] for i in range(len(text) - 1))
+
+
+K = TypeVar("K")
+
+
+class PhraseSet(Generic[K]):
+    """Many phrases, each with a key, indexed so that a query checks only likely candidates.
+
+    A phrase is a candidate when the query contains its first two characters (by surface or
+    reading) or its first lemma; only candidates run the full Phrase.found_in check.
+    """
+
+    def __init__(self, items: Iterable[tuple[K, Phrase]] = ()) -> None:
+        self._by_surface: dict[str, list[tuple[K, Phrase]]] = defaultdict(list)
+        self._by_reading: dict[str, list[tuple[K, Phrase]]] = defaultdict(list)
+        self._by_lemma: dict[str, list[tuple[K, Phrase]]] = defaultdict(list)
+        self._always: list[tuple[K, Phrase]] = []
+        for item in items:
+            self.add(*item)
+
+    def add(self, key: K, phrase: Phrase) -> None:
+        item = (key, phrase)
+        if phrase.pattern is not None or len(phrase.compact) < 2:
+            self._always.append(item)
+            return
+        self._by_surface[phrase.compact[:2]].append(item)
+        if len(phrase.reading) >= MIN_READING_CHARS:
+            self._by_reading[phrase.reading[:2]].append(item)
+        if phrase.lemmas and phrase._inflects():
+            self._by_lemma[phrase.lemmas[0]].append(item)
+
+    def found(self, text: Text) -> list[tuple[K, Phrase]]:
+        """Return every (key, phrase) found in the text, each once, in index order."""
+        candidates: dict[int, tuple[K, Phrase]] = {}
+        for window in text.surface_keys:
+            for item in self._by_surface.get(window, ()):
+                candidates[id(item)] = item
+        for window in text.reading_keys:
+            for item in self._by_reading.get(window, ()):
+                candidates[id(item)] = item
+        for lemma in set(text.lemmas):
+            for item in self._by_lemma.get(lemma, ()):
+                candidates[id(item)] = item
+        for item in self._always:
+            candidates[id(item)] = item
+        return [item for item in candidates.values() if item[1].found_in(text)]
+
+    def keys_found(self, text: Text) -> set[K]:
+        return {key for key, _ in self.found(text)}
 
 
 def phrases(raw: tuple[str, ...] | list[str]) -> tuple[Phrase, ...]:

@@ -8,9 +8,10 @@ are compared.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Literal
 
-from bot.tokenize import Token, tokenize
+from bot.tokenize import Token
 
 Relation = Literal["same", "different"]
 
@@ -21,10 +22,9 @@ _SUFFIX = re.compile(r"(都|道|府|県|市|区|町|村)$")
 _REACH = 3
 
 
-def relation(text: str, home: str) -> Relation | None:
-    """Return "same" or "different" when the text names both places, or the home city as 本籍
-    together with somewhere else as the address; otherwise None."""
-    tokens = tokenize(text)
+def relation(tokens: Sequence[Token], home: str) -> Relation | None:
+    """Return "same" or "different" when tokens of a text name both the 本籍 and the address
+    municipality; otherwise None."""
     honseki: set[str] = set()
     residence: set[str] = set()
     for index, token in enumerate(tokens):
@@ -49,12 +49,12 @@ def _is_place(token: Token, home: str) -> bool:
     return token.pos == "名詞" and _SUFFIX.sub("", token.surface) == _SUFFIX.sub("", home)
 
 
-def _negated(tokens: list[Token], index: int) -> bool:
+def _negated(tokens: Sequence[Token], index: int) -> bool:
     following = "".join(t.surface for t in tokens[index + 1 : index + 4])
     return following.startswith(("じゃな", "ではな", "でな", "じゃあな"))
 
 
-def _role(tokens: list[Token], index: int) -> str | None:
+def _role(tokens: Sequence[Token], index: int) -> str | None:
     best: tuple[int, str] | None = None
     low, high = max(0, index - _REACH), min(len(tokens), index + _REACH + 1)
     for position in range(low, high):

@@ -29,7 +29,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# OCR and the first Sudachi call can take seconds on a loaded CI machine.
 TIMEOUT_MS = 20_000
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 @pytest.fixture(scope="module")
@@ -73,15 +75,19 @@ def test_page_conversation_choices_reset_and_photo(page: Page, tmp_path: Path) -
     send(page, "ご利用いただけないカードです")
     expect(page.locator(".msg.me").last).to_have_text("ご利用いただけないカードです")
     expect(bot.last).to_have_attribute("data-kind", "question")
-    choice = page.locator(".choices").last.get_by_role("button", name="住基カード")
+    rows = page.locator(".choices")
+    expect(rows).to_have_count(1)
+    question_row = rows.nth(0)
+    choice = question_row.get_by_role("button", name="住基カード")
     expect(choice).to_be_enabled()
 
     choice.click()
     expect(bot.last).to_have_attribute("data-kind", "answer")
     expect(bot.last).to_contain_text("マイナンバーカード")
     expect(page.locator(".msg.me").last).to_have_text("住基カード")
-    for button in page.locator(".choices").last.get_by_role("button").all():
+    for button in question_row.get_by_role("button").all():
         expect(button).to_be_disabled()
+    expect(choice).to_have_class("chosen")
 
     page.get_by_role("button", name="最初から").click()
     expect(bot.last).to_have_attribute("data-kind", "notice")
