@@ -463,12 +463,13 @@ class Assistant:
     # -- helpers -------------------------------------------------------------------------
 
     def _yes_no(self, fact_id: str, query: Text) -> str | None:
+        """Map a bare yes or no to the choice marked with `means`, if the fact has one."""
         fact = self.kb.facts[fact_id]
-        values = {c.value for c in fact.choices}
-        if "yes" in values and self._matches(self._no, query):
-            return "no"
-        if "yes" in values and self._matches(self._yes, query):
-            return "yes"
+        meanings = {c.means: c.value for c in fact.choices if c.means}
+        if "no" in meanings and self._matches(self._no, query):
+            return meanings["no"]
+        if "yes" in meanings and self._matches(self._yes, query):
+            return meanings["yes"]
         return None
 
     @staticmethod

@@ -47,6 +47,8 @@ class Choice(_Model):
     value: str = Field(min_length=1)
     label: str = Field(min_length=1, max_length=MAX_LABEL_CHARS)
     phrases: tuple[str, ...] = ()
+    # The choice a bare 「はい」 ("yes") or 「いいえ」 ("no") picks when the question is asked.
+    means: Literal["yes", "no"] | None = None
 
 
 class Fact(_Model):

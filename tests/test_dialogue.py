@@ -164,3 +164,86 @@ def test_pin_warning_once(talk: Conversation) -> None:
     again = talk.say("暗証番号は5678かも")
     assert again.redacted
     assert "送らないでください" not in again.text
+
+
+def test_bare_yes_answers_question(talk: Conversation) -> None:
+    reply = talk.say(TARGET_MESSAGE)
+    assert reply.fact_id == "retry_result"
+    reply = talk.say("うん")
+    assert reply.kind == "answer"
+    assert reply.cause_id == "4a"
+
+
+def test_bare_no_answers_question(talk: Conversation) -> None:
+    talk.say(TARGET_MESSAGE)
+    reply = talk.say("いいえ違います")
+    assert reply.kind == "answer"
+    assert reply.cause_id == "4b"
+
+
+def test_place_sentence_answers_question(talk: Conversation) -> None:
+    talk.say("戸籍を取ろうとしたら、ご利用いただけないカードですと出ました")
+    reply = talk.say("マイナンバーカードです")
+    if reply.kind == "question":
+        reply = talk.say("本籍は古賀で住所は福岡市です")
+    assert reply.kind == "answer"
+    assert reply.cause_id == "1e"
+
+
+def test_staff_answer_has_sections(assistant: Assistant) -> None:
+    from bot.models import Message
+
+    reply = assistant.respond(
+        Message(
+            channel="slack",
+            user="staff",
+            text="住民から『暗証番号ロック中』と出たと電話",
+            audience="staff",
+        )
+    )
+    assert reply.kind == "answer"
+    assert reply.sections["staff_notes"]
+    assert reply.sections["sources"]
+    assert reply.choices == []
+
+
+def test_answer_offers_feedback(talk: Conversation) -> None:
+    reply = talk.say("暗証番号ロック中のため、ご利用いただけません。")
+    assert reply.choices == ["解決した", "解決しない"]
+    reply = talk.click("解決しない")
+    assert "職員に相談" in reply.choices
+    reply = talk.click("職員に相談")
+    assert reply.kind == "handoff"
+    assert reply.handoff_id
+    assert any("ロック中" in line for line in reply.transcript)
+
+
+def test_handoff_relays_then_ends(talk: Conversation) -> None:
+    opened = talk.say("職員と話したいです")
+    assert opened.kind == "handoff"
+    relayed = talk.say("暗証番号を忘れました")
+    assert relayed.relay
+    assert relayed.text == ""
+    assert relayed.relay_text == "暗証番号を忘れました"
+    ended = talk.say("終了")
+    assert ended.kind == "notice"
+    assert ended.closed_handoff_id == opened.handoff_id
+    assert talk.say("暗証番号ロック中のため、ご利用いただけません。").kind == "answer"
+
+
+def test_two_fallbacks_offer_person(talk: Conversation) -> None:
+    first = talk.say("今日はいい天気ですね")
+    assert first.kind == "fallback"
+    assert "職員に相談" not in first.choices
+    second = talk.say("明日は雨かな")
+    assert second.kind == "fallback"
+    assert "職員に相談" in second.choices
+
+
+def test_learned_phrasing_used_at_once(assistant: Assistant) -> None:
+    talk = Conversation(assistant, user="before")
+    phrasing = "画面が真っ赤になって先に進めないんだけど"
+    assert talk.say(phrasing).error_id != "3"
+    assistant.learn("3", phrasing, staff="U123")
+    after = Conversation(assistant, user="after")
+    assert after.say("画面が真っ赤になって先へ進めないんだけど").error_id == "3"
