@@ -143,7 +143,7 @@ LOADING_SECONDS = 20  # the API accepts 5 to 60 in steps of 5
 
 MAX_BODY_BYTES = 1 << 20
 # The core and the SDK hold the GIL most of the time, so more threads add contention rather
-# than speed; a few spare threads keep events moving while one waits on the LINE API.
+# than speed. A few spare threads keep events moving while one waits on the LINE API.
 WORKERS = 4
 
 

@@ -49,7 +49,7 @@ DOMINANT = 0.85
 
 @dataclass
 class State:
-    """What the bot remembers about one conversation between messages."""
+    """Conversation memory kept between messages: candidates, known facts, pending question."""
 
     errors: dict[str, float] = field(default_factory=dict)
     facts: dict[str, str] = field(default_factory=dict)

@@ -34,7 +34,7 @@ M = TypeVar("M", bound=_Model)
 
 
 class Source(_Model):
-    """Where a statement comes from: a title, optional address and the date the source gives."""
+    """A source of a statement: its title, optional address and the date the source gives."""
 
     title: str = Field(min_length=1)
     url: str | None = None

@@ -153,12 +153,12 @@ class Phrase:
         return False
 
     def _lemmas_in(self, lemmas: tuple[str, ...]) -> bool:
-        wanted = self.lemmas
+        expected_lemmas = self.lemmas
         for start, lemma in enumerate(lemmas):
-            if lemma != wanted[0]:
+            if lemma != expected_lemmas[0]:
                 continue
             position = start
-            for expected in wanted[1:]:
+            for expected in expected_lemmas[1:]:
                 # A negation must follow its word directly: カード読めない is not カードがない.
                 gap = 0 if expected == NEGATION else MAX_GAP
                 window = lemmas[position + 1 : position + 2 + gap]
@@ -167,7 +167,7 @@ class Phrase:
                 position += 1 + window.index(expected)
             else:
                 follows_negation = lemmas[position + 1 : position + 2] == (NEGATION,)
-                if NEGATION in wanted or not follows_negation:
+                if NEGATION in expected_lemmas or not follows_negation:
                     return True
         return False
 
@@ -227,7 +227,3 @@ class PhraseSet(Generic[K]):
 
 def phrases(raw: tuple[str, ...] | list[str]) -> tuple[Phrase, ...]:
     return tuple(p for p in (Phrase.of(r) for r in raw) if p.compact)
-
-
-def any_found(candidates: tuple[Phrase, ...], text: Text) -> Phrase | None:
-    return next((p for p in candidates if p.found_in(text)), None)

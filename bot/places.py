@@ -18,7 +18,7 @@ Relation = Literal["same", "different"]
 _HONSEKI = ("本籍",)
 _RESIDENCE = ("住所", "住まい", "住む", "在住", "住民票", "現住所", "住民登録")
 _SUFFIX = re.compile(r"(都|道|府|県|市|区|町|村)$")
-# How many tokens away a place may sit from the word that says what it is.
+# How many tokens away a place may sit from the word that gives its role.
 _REACH = 3
 
 
@@ -59,8 +59,11 @@ def _role(tokens: Sequence[Token], index: int) -> str | None:
     low, high = max(0, index - _REACH), min(len(tokens), index + _REACH + 1)
     for position in range(low, high):
         lemma = tokens[position].normalized
-        role = "honseki" if lemma in _HONSEKI else "residence" if lemma in _RESIDENCE else None
-        if role is None:
+        if lemma in _HONSEKI:
+            role = "honseki"
+        elif lemma in _RESIDENCE:
+            role = "residence"
+        else:
             continue
         # A marker before the place ("本籍は古賀") wins a tie with one after it.
         distance = abs(position - index) * 2 + (position > index)

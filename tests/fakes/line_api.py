@@ -1,9 +1,9 @@
 """A fake LINE Messaging API (api.line.me and api-data.line.me) on 127.0.0.1.
 
-It serves the endpoints the LINE channel uses over real HTTP so that line-bot-sdk's own
-client talks to it, records every request, and responds the way LINE does where it matters:
-a reply token works once, an expired token gives 400 "Invalid reply token", a push retry key
-that was already accepted gives 409, and a payload over LINE's limits gives 400. Tests can
+It serves the endpoints the LINE channel uses over real HTTP, so line-bot-sdk's own client
+talks to it, and it records every request. Where it matters, it responds the way LINE does.
+A reply token works once, and an expired one gives 400 "Invalid reply token". A push retry
+key that was already accepted gives 409, and a payload over LINE's limits gives 400. Tests can
 queue failures (400, 429, 5xx) or slow answers for the next calls to a path.
 """
 
@@ -115,7 +115,7 @@ class FakeLineApi:
         message: str = "error",
         headers: dict[str, str] | None = None,
     ) -> None:
-        """Answer the next `count` requests to `path` with `status` and LINE's error body."""
+        """Fail the next `count` requests to `path` with `status` and LINE's error body."""
         with self._lock:
             for _ in range(count):
                 self._failures.append(_Failure(path, status, message, dict(headers or {})))
