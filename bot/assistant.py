@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bot import messages, ocr, screen
@@ -43,6 +44,8 @@ CONSIDER_RIVAL = 0.25
 TOPIC = 0.5
 # A query that aligns this well with a screen text quotes it: the strongest evidence there is.
 QUOTED = 0.75
+# Kiosk service hours are local time in Japan.
+JAPAN = timezone(timedelta(hours=9), "JST")
 # A cause this much heavier than all the others together is taken as the answer.
 DOMINANT = 0.85
 
@@ -124,6 +127,7 @@ class Assistant:
             intercepted = self.desk.intercept(message, text, query, state)
             reply = intercepted or self._respond(message, query, state)
         self.desk.decorate(message, reply, state)
+        self._add_time_note(message, reply)
         if expired and reply.kind != "answer":
             reply.text = f"{messages.EXPIRED}\n{reply.text}"
         if guarded.redacted:
@@ -159,6 +163,19 @@ class Assistant:
             self.reader.learn(target, text)
 
     # -- conversation --------------------------------------------------------------------
+
+    def _add_time_note(self, message: Message, reply: Reply) -> None:
+        if reply.kind != "answer" or reply.error_id is None:
+            return
+        error = self.kb.error(reply.error_id)
+        if not error.about_service_hours:
+            return
+        at = message.at or datetime.fromtimestamp(self.clock(), tz=JAPAN)
+        if at.tzinfo is not None:
+            at = at.astimezone(JAPAN)
+        note = messages.service_hours_note(self.kb.municipality, at)
+        if note:
+            reply.text = f"{reply.text}\n{note}"
 
     def _load(self, key: str) -> tuple[State, bool]:
         """Load a conversation; a stale one restarts, and the flag says it had a question open."""

@@ -115,6 +115,8 @@ class KioskError(_Model):
     examples: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
     causes: tuple[Cause, ...] = Field(min_length=1)
+    # Answers add whether the message's time is inside the kiosk's service hours.
+    about_service_hours: bool = False
 
     @field_validator("id")
     @classmethod

@@ -6,6 +6,8 @@ frame it.
 
 from __future__ import annotations
 
+from datetime import datetime, time
+
 from bot.knowledge import Cause, KioskError, Municipality
 
 NONE_OF_THESE = "どれでもない"
@@ -88,6 +90,8 @@ NOT_RESOLVED_REPLY = (
 OFFER_HANDOFF = (
     "うまくご案内できていないようです。職員に相談する場合は「職員に相談」を選んでください。"
 )
+IN_HOURS = "（{clock}は、毎日の利用時間内です。年末年始などの停止日でないかもご確認ください。）"
+OUT_OF_HOURS = "（{clock}は利用時間外です。{start}から利用できます。）"
 EXPIRED = "前回のやり取りから時間がたったため、最初から伺います。"
 
 
@@ -111,6 +115,20 @@ def handoff_timeout(city: Municipality) -> str:
     if city.opening_hours:
         text += "\n" + HANDOFF_HOURS.format(hours=city.opening_hours)
     return text
+
+
+def service_hours_note(city: Municipality, at: datetime) -> str:
+    """Say whether a time falls inside the kiosk's daily service hours, when they are known."""
+    try:
+        start = time.fromisoformat(city.kiosk_service_start)
+        end = time.fromisoformat(city.kiosk_service_end)
+    except ValueError:
+        return ""
+    moment = at.time().replace(tzinfo=None)
+    clock = f"{at.hour}時{at.minute:02d}分"
+    if start <= moment < end:
+        return IN_HOURS.format(clock=clock)
+    return OUT_OF_HOURS.format(clock=clock, start=f"{start.hour}時{start.minute:02d}分")
 
 
 def greeting(city: Municipality) -> str:

@@ -10,7 +10,7 @@ so several deployments can share one Redis database:
     turn:seq, feedback:seq      counters that number turns and feedback like SQLite row ids
     handoff:{id}                hash of one hand-off's fields, absent fields meaning None
     handoff:open:{key}          id of a conversation's open (waiting or active) hand-off
-    handoff:thread:{ch}:{ts}    id of the hand-off that owns a Slack thread
+    handoff:thread:{chan}:{ts}  id of the hand-off that owns a Slack thread
     handoffs                    sorted set of all hand-off ids, scored by creation time
     handoffs:unanswered         the waiting, not yet notified subset of `handoffs`
 
@@ -29,10 +29,11 @@ import redis
 
 from bot.store import Handoff, HandoffStatus, Learned
 
-# Longer than any sensible conversation timeout. A conversation found expired only loses the
-# "expired" notice and the privacy-warning flag that SQLite would still have.
+# Far longer than the default conversation timeout of 30 minutes. When the key expires, the
+# resident loses only the "expired" notice and the privacy-warning flag that SQLite would keep.
 CONVERSATION_TTL_SECONDS = 24 * 60 * 60
-# LINE and Slack redeliver within minutes, so an event id older than a week is never seen again.
+# An estimated wide margin over LINE and Slack webhook retry delays, not a documented limit. An
+# event id delivered again after its key expired would be processed twice.
 EVENT_TTL_SECONDS = 7 * 24 * 60 * 60
 
 # KEYS: open index, new hand-off hash, all hand-offs, unanswered hand-offs.
@@ -109,7 +110,7 @@ class RedisStore:
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
 
-    # redis-py types replies as bytes | str; with decode_responses=True they are always str.
+    # redis-py types replies as bytes | str, but with decode_responses=True they are always str.
 
     def _get(self, key: str) -> str | None:
         return cast("str | None", self._redis.get(key))
@@ -136,7 +137,7 @@ class RedisStore:
     # -- redelivery --------------------------------------------------------------------------
 
     def first_time(self, event_id: str) -> bool:
-        """Record an event id; return False if it was already recorded."""
+        """Record an event id and return False if it was already recorded."""
         added = self._redis.set(
             self._key("event", event_id), repr(time.time()), nx=True, ex=EVENT_TTL_SECONDS
         )
@@ -243,7 +244,7 @@ class RedisStore:
         return bool(closed == 1)
 
     def unanswered_handoffs(self, older_than: float) -> list[Handoff]:
-        """Return waiting hand-offs created before a time whose person was not yet told."""
+        """Return waiting hand-offs created before a time whose resident was not yet notified."""
         ids = self._ids(self._key("handoffs", "unanswered"), "-inf", f"({older_than!r}")
         return [
             handoff

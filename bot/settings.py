@@ -42,6 +42,14 @@ class Settings(BaseSettings):
         ),
         description="Minutes of silence after which a conversation starts afresh.",
     )
+    handoff_timeout_minutes: float = Field(
+        default=10,
+        gt=0,
+        validation_alias=AliasChoices(
+            "MADOGUCHI_HANDOFF_TIMEOUT_MINUTES", "handoff_timeout_minutes"
+        ),
+        description="Minutes a hand-off may wait for staff before the resident gets the phone.",
+    )
     host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("MADOGUCHI_HOST", "host"))
     port: int = Field(default=8000, validation_alias=AliasChoices("MADOGUCHI_PORT", "port"))
     log_level: str = Field(

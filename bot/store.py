@@ -151,6 +151,13 @@ class SQLiteStore:
     def delete(self, key: str) -> None:
         self._db().execute("DELETE FROM conversations WHERE key = ?", (key,))
 
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every conversation whose key starts with a prefix (a LINE group that left)."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        self._db().execute(
+            "DELETE FROM conversations WHERE key LIKE ? ESCAPE '\\'", (escaped + "%",)
+        )
+
     # -- redelivery --------------------------------------------------------------------------
 
     def first_time(self, event_id: str) -> bool:

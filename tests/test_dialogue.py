@@ -247,3 +247,24 @@ def test_learned_phrasing_used_at_once(assistant: Assistant) -> None:
     assistant.learn("3", phrasing, staff="U123")
     after = Conversation(assistant, user="after")
     assert after.say("画面が真っ赤になって先へ進めないんだけど").error_id == "3"
+
+
+@pytest.mark.parametrize(
+    ("at", "phrase"),
+    [("2026-12-05T02:10:00+09:00", "利用時間外"), ("2026-12-05T07:00:00+09:00", "利用時間内")],
+    ids=["night", "morning"],
+)
+def test_hours_answer_uses_message_time(assistant: Assistant, at: str, phrase: str) -> None:
+    from datetime import datetime
+
+    from bot.models import Message
+
+    message = Message(
+        channel="line",
+        user="hours",
+        text="サービス提供時間外のため、現在ご利用いただけません。",
+        at=datetime.fromisoformat(at),
+    )
+    reply = assistant.respond(message)
+    assert reply.error_id == "10"
+    assert phrase in reply.text

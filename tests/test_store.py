@@ -128,7 +128,7 @@ def store(make_store: Callable[[], Store]) -> Store:
 
 
 def _race(action: Callable[[], Any]) -> list[Any]:
-    """Run an action in RACERS threads that start together; return their results."""
+    """Run an action in RACERS threads that start together and return their results."""
     barrier = threading.Barrier(RACERS)
     results: list[Any] = []
     errors: list[BaseException] = []
