@@ -44,6 +44,8 @@ _STORES = frozenset(
     }
 )
 _SKIPPED_POS = frozenset({"助詞", "補助記号", "空白", "記号"})
+# Particles that change the meaning: 戸籍だけ取れない is not 戸籍が取れない.
+_KEPT_PARTICLES = frozenset({"だけ", "しか", "のみ", "も"})
 # Text right after a surface match that negates it (ではない, じゃなく, ません, ず).
 _NEGATED_AFTER = re.compile(
     r"^(?:い)?(?:ない|なかっ|なく|ません|ず|では?な|じゃな|でな|ではあり|じゃあり)"
@@ -60,7 +62,7 @@ def lemmas_of(tokens: list[Token]) -> tuple[str, ...]:
     """Return the meaning-bearing lemmas, with negation as one mark."""
     result: list[str] = []
     for token in tokens:
-        if token.pos in _SKIPPED_POS:
+        if token.pos in _SKIPPED_POS and token.normalized not in _KEPT_PARTICLES:
             continue
         lemma = token.normalized.lower()
         if lemma in _NEGATORS and token.pos in ("助動詞", "形容詞"):
