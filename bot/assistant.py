@@ -64,16 +64,18 @@ class State:
     warned: bool = False
     # The answer whose 「解決した」/「解決しない」 buttons are showing.
     feedback_for: dict[str, Any] | None = None
+    # Who is talking: staff get the staff wording of questions ("…を確認してください").
+    audience: str = "resident"
     updated: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
     def restart(self) -> None:
-        """Forget the diagnosis, keeping the privacy warning flag and the fallback count."""
-        warned, fallbacks = self.warned, self.fallbacks
+        """Forget the diagnosis, keeping the privacy warning flag, fallback count and audience."""
+        kept = {"warned": self.warned, "fallbacks": self.fallbacks, "audience": self.audience}
         self.__dict__.update(State().__dict__)
-        self.warned, self.fallbacks = warned, fallbacks
+        self.__dict__.update(kept)
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> State:
@@ -116,6 +118,7 @@ class Assistant:
         started = time.perf_counter()
         key = f"{message.channel}:{message.user}"
         state, expired = self._load(key)
+        state.audience = message.audience
         if message.image is not None:
             reply, text = self._respond_image(message, state)
             guarded = redact(text)
@@ -429,7 +432,10 @@ class Assistant:
             error_id = next(iter(state.errors))
         title = self.kb.error(error_id).title if error_id else None
         labels = [c.label for c in fact.choices]
-        body = prefix + "\n" + fact.question if prefix else messages.question(title, fact.question)
+        wording = fact.question
+        if state.audience == "staff" and fact.staff_question:
+            wording = fact.staff_question
+        body = prefix + "\n" + wording if prefix else messages.question(title, wording)
         return Reply(
             user=user,
             kind="question",

@@ -268,3 +268,13 @@ def test_hours_answer_uses_message_time(assistant: Assistant, at: str, phrase: s
     reply = assistant.respond(message)
     assert reply.error_id == "10"
     assert phrase in reply.text
+
+
+def test_staff_get_staff_question(assistant: Assistant) -> None:
+    from bot.models import Message
+
+    reply = assistant.respond(
+        Message(channel="slack", user="staff-q", text=CARD_MESSAGE, audience="staff")
+    )
+    assert reply.kind == "question"
+    assert "確認してください" in reply.text
