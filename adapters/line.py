@@ -4,6 +4,10 @@
 200 at once and hands each event to a worker thread. The worker runs the core (Sudachi is
 CPU-bound and must stay off the event loop) and sends one reply per event with the
 Messaging API. When LINE rejects the reply token, the same messages go out as a push.
+
+Photos are downloaded from the data API host into memory and read by the core; they are
+never written to disk. While a conversation is handed to staff, the resident's messages go
+to the staff thread through the bridge (adapters/bridge.py) and the bot sends nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import urllib3
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -31,6 +35,7 @@ from linebot.v3.messaging import (
     ApiException,
     Configuration,
     MessagingApi,
+    MessagingApiBlob,
     PostbackAction,
     PushMessageRequest,
     QuickReply,
@@ -68,6 +73,9 @@ from bot.models import Message, Reply
 from bot.settings import Settings
 from bot.store import Store
 
+if TYPE_CHECKING:
+    from adapters.bridge import Bridge
+
 log = logging.getLogger(__name__)
 
 # -- what residents read on LINE besides the core's replies ---------------------------------
@@ -77,9 +85,17 @@ TEXTS = {
         "このグループでは、メッセージの先頭に「@」でこのアカウントを付けて送っていただくと"
         "お答えします。"
     ),
-    "image": (
-        "画像をお送りいただきありがとうございます。申し訳ありませんが、いまは写真の文字を"
-        "読み取ることができません。コピー機の画面に出ている文言を、文字で送ってください。"
+    "image_external": (
+        "ほかのアプリから共有された画像は読み取れません。コピー機の画面の写真をこのトークに"
+        "直接送るか、画面に出ている文言を文字で送ってください。"
+    ),
+    "image_missing": "写真を受け取れませんでした。お手数ですが、もう一度送ってください。",
+    "image_failed": (
+        "写真を受け取れませんでした。少し時間をおいてもう一度送るか、"
+        "画面に出ている文言を文字で送ってください。"
+    ),
+    "image_in_handoff": (
+        "写真は職員にお届けできません。お手数ですが、画面に出ている文言を文字で送ってください。"
     ),
     "sticker": (
         "スタンプをありがとうございます。コピー機でエラーが出たときは、"
@@ -101,7 +117,6 @@ TEXTS = {
         "「最初から」と送ると、やり直せます。\n"
         "暗証番号やマイナンバーは送らないでください。"
     ),
-    "menu_staff": "職員への相談は、{contact}で受け付けています。",
     "core_error": (
         "申し訳ありません。ただいまお答えを用意できませんでした。"
         "少し時間をおいて、もう一度送ってください。"
@@ -138,6 +153,7 @@ MAX_ATTEMPTS = 4  # one call and up to three retries on 429 or 5xx
 RETRY_BASE_SECONDS = 0.5  # doubled on every retry
 RETRY_MAX_SECONDS = 8.0  # also caps a Retry-After header
 REQUEST_TIMEOUT = (3.0, 10.0)  # connect, read; in seconds
+CONTENT_TIMEOUT = (3.0, 20.0)  # for downloading a photo
 LOADING_AFTER_SECONDS = 1.0
 LOADING_SECONDS = 20  # the API accepts 5 to 60 in steps of 5
 
@@ -250,6 +266,11 @@ def _cut_index(text: str, limit: int) -> int:
 # -- Reply → LINE messages --------------------------------------------------------------------
 
 
+def text_messages(text: str) -> list[TextMessage]:
+    """Split plain text into LINE text messages (no quick reply)."""
+    return [TextMessage(text=part) for part in split_text(text)]
+
+
 def build_messages(reply: Reply) -> list[TextMessage]:
     """Render a core reply: the text in up to five messages, choices as quick reply buttons.
 
@@ -326,6 +347,16 @@ def chat_id(source: Source | None) -> str | None:
     return None
 
 
+def push_target(key: str) -> str | None:
+    """Return the push target for a conversation key made by user_key: the person, group or room."""
+    kind, _, rest = key.partition(":")
+    if kind in ("group", "room") and rest:
+        return rest.split(":", 1)[0]
+    if key.startswith("U"):
+        return key
+    return None
+
+
 def hash_user(key: str) -> str:
     # Same digest as the core's turn log, so both log lines of one turn can be matched.
     return hashlib.sha256(f"line:{key}".encode()).hexdigest()[:12]
@@ -368,21 +399,50 @@ def strip_mentions(content: TextMessageContent) -> str:
 # -- sending ----------------------------------------------------------------------------------
 
 
+class ContentError(Exception):
+    """A photo could not be downloaded; `missing` is True when LINE answered 404."""
+
+    def __init__(self, missing: bool, detail: str) -> None:
+        super().__init__(detail)
+        self.missing = missing
+
+
 class Sender:
-    """Messaging API calls with bounded retries: one reply per event, push as a fallback."""
+    """Messaging API calls with bounded retries: one reply per event, push as a fallback.
+
+    Message content (photos) comes from the separate data API host.
+    """
 
     def __init__(self, settings: Settings) -> None:
         token = settings.line_channel_access_token
         if token is None:
             raise ValueError("LINE_CHANNEL_ACCESS_TOKEN is missing")
-        config = Configuration(host=settings.line_api_url, access_token=token.get_secret_value())
-        self._client = ApiClient(config)
+        secret = token.get_secret_value()
+        self._client = ApiClient(Configuration(host=settings.line_api_url, access_token=secret))
         self._api = MessagingApi(self._client)
+        data_config = Configuration(host=settings.line_data_api_url, access_token=secret)
+        self._data_client = ApiClient(data_config)
+        self._blob = MessagingApiBlob(self._data_client)
         self.push_fallback = settings.line_push_fallback
 
     def close(self) -> None:
-        self._client.rest_client.pool_manager.clear()
-        self._client.close()
+        for client in (self._client, self._data_client):
+            client.rest_client.pool_manager.clear()
+            client.close()
+
+    def fetch_content(self, message_id: str) -> bytes:
+        """Download the content of a message (a photo) into memory.
+
+        NOTE: line-bot-sdk reads the whole body before returning, so the 10 MB photo limit
+        is applied by the core after the download, not during it.
+        """
+        try:
+            data = self._blob.get_message_content(message_id, _request_timeout=CONTENT_TIMEOUT)
+        except ApiException as error:
+            raise ContentError(error.status == 404, _describe(error)) from None
+        except urllib3.exceptions.HTTPError as error:
+            raise ContentError(False, _describe(error)) from None
+        return bytes(data)
 
     def send(self, reply_token: str, to: str | None, outgoing: list[TextMessage]) -> str:
         """Send `outgoing` and return the outcome for the event log line."""
@@ -393,7 +453,7 @@ class Sender:
             log.warning("reply token rejected; push fallback is off or no chat id, nothing sent")
             return "failed: reply token rejected"
         log.warning("reply token rejected; sending the reply as a push instead")
-        return self._push(to, outgoing)
+        return self.push(to, outgoing)
 
     def show_loading(self, user_id: str) -> None:
         request = ShowLoadingAnimationRequest(chatId=user_id, loadingSeconds=LOADING_SECONDS)
@@ -432,10 +492,15 @@ class Sender:
                 return "failed: reply network error"
         return "failed: reply"
 
-    def _push(self, to: str, outgoing: list[TextMessage]) -> str:
+    def push(self, to: str, outgoing: list[TextMessage], retry_key: str | None = None) -> str:
+        """Push `outgoing` to a person, group or room and return the outcome.
+
+        `retry_key` (a UUID) lets a caller that may send the same message twice, such as a
+        redelivered event, have LINE accept it once; by default each call gets a new key.
+        """
         request = PushMessageRequest(to=to, messages=outgoing)
         # One key for all attempts: LINE accepts a retry key once and returns 409 after that.
-        retry_key = str(uuid.uuid4())
+        retry_key = retry_key or str(uuid.uuid4())
         for attempt in range(MAX_ATTEMPTS):
             try:
                 self._api.push_message(
@@ -526,10 +591,13 @@ class _Loading:
 class LineChannel:
     """Turn one LINE webhook event into at most one core call and at most one reply."""
 
-    def __init__(self, assistant: Assistant, store: Store, sender: Sender) -> None:
+    def __init__(
+        self, assistant: Assistant, store: Store, sender: Sender, bridge: Bridge | None = None
+    ) -> None:
         self.assistant = assistant
         self.store = store
         self.sender = sender
+        self.bridge = bridge
 
     def handle(self, event: Event) -> None:
         started = time.perf_counter()
@@ -594,13 +662,30 @@ class LineChannel:
 
     def _on_image(self, event: MessageEvent, content: ImageMessageContent) -> str:
         # Several photos sent at once arrive as one event each with a shared imageSet id.
+        # The first one to arrive is read and answered; the others are dropped.
         image_set = content.image_set
         if image_set is not None and not self.store.first_time(f"line:imageset:{image_set.id}"):
             return "ignored: rest of an image set"
-        # TODO: once the core reads photos, download the image with MessagingApiBlob
-        # (host MADOGUCHI_LINE_DATA_API_URL) unless contentProvider.type is "external", and
-        # pass it to the core as Message(image=...).
-        return self._send_text(event, TEXTS["image"])
+        provider = content.content_provider
+        if provider is not None and provider.type == "external":
+            # The photo lives on another service's server; the content API has nothing.
+            return self._send_text(event, TEXTS["image_external"])
+        handoff = self.store.handoff_for(f"line:{user_key(event.source)}")
+        if handoff is not None:
+            # The core answers photos without checking for a hand-off, so staff are told here.
+            if self.bridge is not None:
+                self.bridge.resident_photo(handoff)
+            return "photo during a handoff, " + self._send_text(event, TEXTS["image_in_handoff"])
+        try:
+            image = self.sender.fetch_content(content.id)
+        except ContentError as error:
+            log.warning("line photo download failed: %s", error)
+            key = "image_missing" if error.missing else "image_failed"
+            return "photo not downloaded, " + self._send_text(event, TEXTS[key])
+        message = Message(
+            channel="line", user=user_key(event.source), image=image, at=_event_time(event)
+        )
+        return self._run_core(event, message)
 
     def _on_postback(self, event: PostbackEvent) -> str:
         data = decode_postback(event.postback.data)
@@ -613,24 +698,27 @@ class LineChannel:
         return self._ask_core(event, data["t"])
 
     def _on_menu(self, event: MessageEvent | PostbackEvent, menu: str) -> str:
-        city = self.assistant.kb.municipality
         if menu == "errors":
             self.assistant.reset("line", user_key(event.source))
             return self._send_text(event, TEXTS["menu_errors"])
         if menu == "usage":
             return self._send_text(event, TEXTS["menu_usage"])
         if menu == "staff":
-            return self._send_text(
-                event, TEXTS["menu_staff"].format(contact=messages.contact(city))
-            )
+            # The same as typing the label: the core opens a hand-off to staff.
+            return self._ask_core(event, messages.HANDOFF_LABEL)
         return "ignored: unknown menu item"
 
     def _ask_core(self, event: MessageEvent | PostbackEvent, text: str) -> str:
+        message = Message(
+            channel="line", user=user_key(event.source), text=text, at=_event_time(event)
+        )
+        return self._run_core(event, message)
+
+    def _run_core(self, event: MessageEvent | PostbackEvent, message: Message) -> str:
         source = event.source
         loading = None
         if isinstance(source, UserSource) and source.user_id:
             loading = _Loading(self.sender, source.user_id)
-        message = Message(channel="line", user=user_key(source), text=text, at=_event_time(event))
         try:
             reply = self.assistant.respond(message)
         except Exception:
@@ -639,7 +727,25 @@ class LineChannel:
         finally:
             if loading is not None:
                 loading.stop()
-        return self._send(event, build_messages(reply))
+        return self._deliver(event, message, reply)
+
+    def _deliver(self, event: Event, message: Message, reply: Reply) -> str:
+        """Send a core reply, and carry hand-off moves to the staff channel."""
+        if reply.relay:
+            # Staff are handling the conversation: the bot stays quiet.
+            if self.bridge is None:
+                return "ignored: handoff open, no bridge"
+            return self.bridge.relay(reply)
+        outcome = self._send(event, build_messages(reply))
+        if self.bridge is None:
+            return outcome
+        if reply.kind == "handoff" and reply.handoff_id:
+            # The notice goes first; posting to Slack may take a moment.
+            outcome = f"{outcome}, {self.bridge.open(reply, message)}"
+        elif reply.closed_handoff_id:
+            self.bridge.resident_closed(reply.closed_handoff_id)
+            outcome = f"{outcome}, handoff closed"
+        return outcome
 
     def _greeting(self) -> str:
         return messages.greeting(self.assistant.kb.municipality)
@@ -707,14 +813,20 @@ class SerialExecutor:
 # -- webhook ----------------------------------------------------------------------------------
 
 
-def create_router(settings: Settings, assistant: Assistant, store: Store) -> APIRouter:
-    """Build the `/line/webhook` route; its lifespan stops the workers and the API client."""
+def create_router(
+    settings: Settings, assistant: Assistant, store: Store, bridge: Bridge | None = None
+) -> APIRouter:
+    """Build the `/line/webhook` route; its lifespan stops the workers and the API client.
+
+    With a `bridge`, hand-offs reach the staff channel; without one, the resident still gets
+    the core's notices but nothing is relayed.
+    """
     secret = settings.line_channel_secret
     if secret is None or settings.line_channel_access_token is None:
         raise ValueError("LINE_CHANNEL_SECRET and LINE_CHANNEL_ACCESS_TOKEN must both be set")
     validator = SignatureValidator(secret.get_secret_value())
     sender = Sender(settings)
-    channel = LineChannel(assistant, store, sender)
+    channel = LineChannel(assistant, store, sender, bridge)
     executor = SerialExecutor(WORKERS)
 
     @asynccontextmanager

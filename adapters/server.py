@@ -15,7 +15,7 @@ from adapters import web
 from bot.assistant import Assistant
 from bot.knowledge import load
 from bot.settings import Settings
-from bot.store import SQLiteStore, Store
+from bot.store import Store, open_store
 from bot.tokenize import warm_up
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     """Build the app; the knowledge base is loaded and validated here, before any request."""
     settings = settings or Settings()
     kb = load(settings.knowledge_dir)
-    store = store or SQLiteStore(settings.db_path)
+    store = store or open_store(settings.db_path, settings.redis_url)
     assistant = Assistant(kb, store, settings.conversation_timeout_minutes)
 
     @asynccontextmanager

@@ -8,9 +8,11 @@ text, which is what keeps a reply from ever pinging `<!channel>` or `<!here>`.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
+from bot.knowledge import KnowledgeBase
 from bot.models import Reply
 
 # Block Kit limits. Slack rejects a whole message that breaks any of them.
@@ -96,12 +98,13 @@ def plain(text: str, limit: int) -> dict[str, Any]:
     return {"type": "plain_text", "text": _cut(safe, limit), "emoji": True}
 
 
-def render(reply: Reply, conversation: str) -> dict[str, Any]:
+def render(reply: Reply, conversation: str, teach_text: str | None = None) -> dict[str, Any]:
     """Render a core reply as `text` plus `blocks` for chat.postMessage or response_url.
 
     `conversation` identifies the conversation state (channel, thread root and user); it is
     carried in the block_id of the choice buttons, so a click continues that conversation
-    even when another staff member clicks.
+    even when another staff member clicks. With `teach_text` (the redacted question) the
+    message also gets a 「この表現を登録」 button.
     """
     builder = _Blocks()
     if reply.kind == "answer" and reply.sections:
@@ -110,6 +113,10 @@ def render(reply: Reply, conversation: str) -> dict[str, Any]:
         builder.section(_without_choice_list(reply.text, reply.choices))
     if reply.choices:
         builder.buttons(reply.choices, conversation)
+    if teach_text and teach_text.strip():
+        builder.blocks.append(
+            {"type": "actions", "block_id": TEACH_BLOCK, "elements": [teach_button(teach_text)]}
+        )
     return {"text": fallback_text(reply.text), "blocks": builder.finish()}
 
 
@@ -155,6 +162,8 @@ def _add_answer(builder: _Blocks, reply: Reply) -> None:
     title = sections.get("title", "").strip()
     if title:
         builder.header(title)
+    if reply.ocr_text:
+        builder.section(_cut(reply.ocr_text, MAX_OCR_CHARS), heading=HEADING_OCR, quote=True)
     screen = sections.get("screen", "").strip()
     if screen:
         builder.section(screen, heading=HEADING_SCREEN, quote=True)
@@ -178,7 +187,7 @@ class _Blocks:
     Room for the choice buttons and that notice is kept back from the start.
     """
 
-    RESERVED = 4  # two actions blocks, the truncation notice and the ids line
+    RESERVED = 5  # three actions blocks, the truncation notice and the ids line
 
     def __init__(self) -> None:
         self.blocks: list[dict[str, Any]] = []
@@ -295,3 +304,283 @@ def _safe_cut(escaped: str, limit: int) -> int:
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- hand-offs to staff -------------------------------------------------------------------
+
+HANDOFF_BLOCK = "madoguchi_handoff"
+HANDOFF_STATUS_BLOCK = "madoguchi_handoff_status"
+PICK_ACTION = "madoguchi_handoff_pick"
+CLOSE_ACTION = "madoguchi_handoff_close"
+TEACH_ACTION = "madoguchi_teach"
+TEACH_BLOCK = "madoguchi_teach"
+TEACH_VIEW = "madoguchi_teach"
+TEACH_TEXT_BLOCK = "madoguchi_teach_text"
+TEACH_TEXT_ACTION = "text"
+TEACH_TARGET_BLOCK = "madoguchi_teach_target"
+TEACH_TARGET_ACTION = "target"
+
+# Modal and select limits (Block Kit reference): title and button texts 24, private_metadata
+# 3000, plain_text_input 3000, static_select 100 options, option text 75 and value 150.
+MAX_VIEW_TITLE_CHARS = 24
+MAX_METADATA_CHARS = 3000
+MAX_INPUT_CHARS = 3000
+MAX_SELECT_OPTIONS = 100
+MAX_OPTION_TEXT_CHARS = 75
+MAX_OPTION_VALUE_CHARS = 150
+# The phrasing carried in the 「この表現を登録」 button value (at most 2000 characters as JSON).
+MAX_TEACH_TEXT_CHARS = 1000
+
+HANDOFF_HEADER = "住民からの相談（{channel}）"
+HANDOFF_FALLBACK = "住民から職員への相談が届きました（{channel}）。"
+HEADING_TRANSCRIPT = "これまでのやり取り（暗証番号などの番号は削除済み）"
+NO_TRANSCRIPT = "（madoguchi とのやり取りはありません）"
+HEADING_CANDIDATES = "madoguchi の候補"
+NO_CANDIDATES = "（候補はありません）"
+HEADING_LAST_ANSWER = "直前の案内"
+BUTTON_PICK = "対応する"
+BUTTON_CLOSE = "対応終了"
+BUTTON_TEACH = "この表現を登録"
+STATUS_WAITING = (
+    "対応待ちです。このスレッドに書いた返信は、住民の LINE に「{prefix}」を付けて届きます"
+    "（「//」で始めた返信は届きません）。"
+)
+STATUS_ACTIVE = "<@{user}> さんが対応しています。"
+STATUS_CLOSED_BY_STAFF = "<@{user}> さんが対応を終了しました。"
+STATUS_CLOSED = "この相談は終了しました。"
+
+TEACH_TITLE = "表現を登録"
+TEACH_SUBMIT = "登録"
+TEACH_CANCEL = "やめる"
+TEACH_TEXT_LABEL = "住民の表現（必要なら直してください）"
+TEACH_TARGET_LABEL = "どのエラー表示・原因の言い方として登録しますか"
+TEACH_TARGET_PLACEHOLDER = "エラー表示か原因を選ぶ"
+TEACH_HINT = (
+    "登録した表現は、次のメッセージから madoguchi の照合に使われます。"
+    "暗証番号やマイナンバーらしき数字は、登録の前に削除されます。"
+)
+GROUP_ERRORS = "エラー表示"
+GROUP_CAUSES = "原因"
+TEACH_DONE = "<@{user}> さんが「{text}」を{target}の言い方として登録しました。"
+TEACH_MISSING_TEXT = "登録する表現を入れてください。"
+TEACH_MISSING_TARGET = "エラー表示か原因を選んでください。"
+HEADING_OCR = "写真から読み取った文字"
+MAX_OCR_CHARS = 300
+
+
+def render_handoff(
+    handoff_id: str,
+    channel: str,
+    transcript: list[str],
+    candidates: list[str],
+    last_answer: str | None,
+    phrasing: str | None,
+    staff_prefix: str,
+) -> dict[str, Any]:
+    """Render the staff-channel message that opens a hand-off thread.
+
+    `transcript` and `phrasing` are the resident's redacted words, so they are escaped and
+    quoted. The buttons carry the hand-off id, and 「この表現を登録」 carries `phrasing`.
+    """
+    builder = _Blocks()
+    builder.header(HANDOFF_HEADER.format(channel=channel))
+    builder.section(
+        "\n".join(transcript) if transcript else NO_TRANSCRIPT,
+        heading=HEADING_TRANSCRIPT,
+        quote=bool(transcript),
+    )
+    builder.section(
+        "\n".join(f"・{c}" for c in candidates) if candidates else NO_CANDIDATES,
+        heading=HEADING_CANDIDATES,
+    )
+    if last_answer:
+        builder.section(last_answer, heading=HEADING_LAST_ANSWER)
+    blocks = builder.finish()
+    blocks.append(_status_block(STATUS_WAITING.format(prefix=escape(staff_prefix))))
+    blocks.append(_handoff_actions(handoff_id, picked=False, closed=False, phrasing=phrasing))
+    return {"text": escape(HANDOFF_FALLBACK.format(channel=channel)), "blocks": blocks}
+
+
+def render_handoff_status(
+    blocks: list[dict[str, Any]] | None, handoff_id: str, status: str, picked: bool, closed: bool
+) -> dict[str, Any]:
+    """Rebuild a hand-off message with a new status line and the buttons that still apply.
+
+    `status` is mrkdwn that may mention a user; the other blocks are kept as they were.
+    """
+    kept = [
+        b
+        for b in blocks or []
+        if b.get("block_id") not in (HANDOFF_STATUS_BLOCK, HANDOFF_BLOCK)
+        and b.get("type") != "actions"
+    ][: MAX_BLOCKS - 2]
+    phrasing = _phrasing_in(blocks or [])
+    kept.append(_status_block(status))
+    actions = _handoff_actions(handoff_id, picked=picked, closed=closed, phrasing=phrasing)
+    if actions["elements"]:
+        kept.append(actions)
+    fallback = re.sub(r"<@[A-Z0-9]+>\s*", "", status).strip() or STATUS_CLOSED
+    return {"text": fallback, "blocks": kept}
+
+
+def status_line(template: str, user: str) -> str:
+    """Fill a status template with a user mention, or drop the mention for an odd user id."""
+    if _USER_ID.match(user):
+        return template.format(user=user)
+    return escape(template.replace("<@{user}> さん", "職員"))
+
+
+def _status_block(mrkdwn: str) -> dict[str, Any]:
+    return {
+        "type": "context",
+        "block_id": HANDOFF_STATUS_BLOCK,
+        "elements": [{"type": "mrkdwn", "text": mrkdwn}],
+    }
+
+
+def _handoff_actions(
+    handoff_id: str, picked: bool, closed: bool, phrasing: str | None
+) -> dict[str, Any]:
+    elements: list[dict[str, Any]] = []
+    if not picked and not closed:
+        elements.append(_action_button(PICK_ACTION, BUTTON_PICK, handoff_id, style="primary"))
+    if not closed:
+        elements.append(_action_button(CLOSE_ACTION, BUTTON_CLOSE, handoff_id, style="danger"))
+    if phrasing:
+        elements.append(teach_button(phrasing))
+    return {"type": "actions", "block_id": HANDOFF_BLOCK, "elements": elements}
+
+
+def _phrasing_in(blocks: list[dict[str, Any]]) -> str | None:
+    for block in blocks:
+        for element in block.get("elements", []) if block.get("type") == "actions" else []:
+            if element.get("action_id") == TEACH_ACTION:
+                return teach_text_of(str(element.get("value") or ""))
+    return None
+
+
+def _action_button(
+    action_id: str, label: str, value: str, style: str | None = None
+) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "action_id": action_id,
+        "text": plain(label, MAX_BUTTON_TEXT_CHARS),
+        "value": value[:MAX_BUTTON_VALUE_CHARS],
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+# -- teach-back ---------------------------------------------------------------------------
+
+
+def teach_button(phrasing: str) -> dict[str, Any]:
+    """Build the 「この表現を登録」 button; its value carries the (redacted) phrasing as JSON."""
+    value = json.dumps({"t": phrasing[:MAX_TEACH_TEXT_CHARS]}, ensure_ascii=False)
+    return _action_button(TEACH_ACTION, BUTTON_TEACH, value)
+
+
+def teach_text_of(value: str) -> str | None:
+    """Return the phrasing carried by a 「この表現を登録」 button value, if it has one."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return None
+    text = data.get("t") if isinstance(data, dict) else None
+    return text if isinstance(text, str) and text.strip() else None
+
+
+def teach_targets(kb: KnowledgeBase) -> list[tuple[str, list[tuple[str, str]]]]:
+    """List what a phrasing can be registered for: kiosk messages, then their causes.
+
+    A message with a single cause whose id equals the message id (the slug entries) is listed
+    once, under the messages. Each option is (value, label).
+    """
+    errors = [(e.id, error_label(e.id, e.title)) for e in kb.errors]
+    error_ids = {value for value, _ in errors}
+    causes = [
+        (cause_id, f"{cause_id} {cause.summary}")
+        for cause_id, cause in kb.causes.items()
+        if cause_id not in error_ids
+    ]
+    return [(GROUP_ERRORS, errors), (GROUP_CAUSES, causes)]
+
+
+def error_label(error_id: str, title: str) -> str:
+    return f"エラー{error_id}「{title}」" if error_id.isdigit() else title
+
+
+def render_teach_view(
+    phrasing: str, targets: list[tuple[str, list[tuple[str, str]]]], metadata: dict[str, str]
+) -> dict[str, Any]:
+    """Build the modal that asks which kiosk message or cause a phrasing belongs to."""
+    groups = []
+    room = MAX_SELECT_OPTIONS
+    for label, options in targets:
+        chosen = options[:room]
+        room -= len(chosen)
+        if chosen:
+            groups.append(
+                {
+                    "label": plain(label, MAX_OPTION_TEXT_CHARS),
+                    "options": [_option(value, text) for value, text in chosen],
+                }
+            )
+    encoded = json.dumps(metadata, ensure_ascii=False)
+    if len(encoded) > MAX_METADATA_CHARS:
+        raise ValueError(f"modal metadata is {len(encoded)} characters, the limit is 3000")
+    return {
+        "type": "modal",
+        "callback_id": TEACH_VIEW,
+        "private_metadata": encoded,
+        "title": plain(TEACH_TITLE, MAX_VIEW_TITLE_CHARS),
+        "submit": plain(TEACH_SUBMIT, MAX_VIEW_TITLE_CHARS),
+        "close": plain(TEACH_CANCEL, MAX_VIEW_TITLE_CHARS),
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": TEACH_TEXT_BLOCK,
+                "label": plain(TEACH_TEXT_LABEL, 2000),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": TEACH_TEXT_ACTION,
+                    "multiline": True,
+                    "max_length": MAX_INPUT_CHARS,
+                    "initial_value": phrasing[:MAX_INPUT_CHARS],
+                },
+            },
+            {
+                "type": "input",
+                "block_id": TEACH_TARGET_BLOCK,
+                "label": plain(TEACH_TARGET_LABEL, 2000),
+                "element": {
+                    "type": "static_select",
+                    "action_id": TEACH_TARGET_ACTION,
+                    "placeholder": plain(TEACH_TARGET_PLACEHOLDER, 150),
+                    "option_groups": groups,
+                },
+            },
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": escape(TEACH_HINT)}]},
+        ],
+    }
+
+
+def _option(value: str, text: str) -> dict[str, Any]:
+    return {"text": plain(text, MAX_OPTION_TEXT_CHARS), "value": value[:MAX_OPTION_VALUE_CHARS]}
+
+
+def render_teach_done(user: str, text: str, target: str) -> dict[str, Any]:
+    """Confirm a registered phrasing in the thread it came from."""
+    quoted = _cut(" ".join(text.split()), 200)
+    if _USER_ID.match(user):
+        line = TEACH_DONE.format(user=user, text=escape(quoted), target=escape(target))
+    else:
+        line = escape(TEACH_DONE.replace("<@{user}> さん", "職員").format(text=quoted, target=target))
+    return {"text": line, "blocks": [_section_block(line)]}
+
+
+def render_notice(text: str) -> dict[str, Any]:
+    """Render one plain sentence from madoguchi (escaped) as a message payload."""
+    return {"text": fallback_text(text), "blocks": [_section_block(escape(text.strip()))]}

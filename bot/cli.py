@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from bot.knowledge import KnowledgeError, load
 from bot.models import Message, Reply
 from bot.settings import Settings
-from bot.store import MemoryStore, SQLiteStore, Store
+from bot.store import MemoryStore, SQLiteStore, Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
             return 2
         since, label = start.timestamp(), start.strftime("%Y年%m月%d日")
     kb = _load_or_exit(settings)
-    store = SQLiteStore(args.db or settings.db_path)
+    store = SQLiteStore(args.db) if args.db else open_store(settings.db_path, settings.redis_url)
     built = report.build(kb, store, since, label)
     text = report.render_csv(built, kb) if args.csv else report.render_text(built, kb)
     print(text, end="" if args.csv else "\n")
@@ -231,7 +231,7 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
 def _kb_learned(args: argparse.Namespace, settings: Settings) -> int:
     import yaml
 
-    store = SQLiteStore(args.db or settings.db_path)
+    store = SQLiteStore(args.db) if args.db else open_store(settings.db_path, settings.redis_url)
     grouped: dict[str, list[str]] = {}
     for item in store.learned():
         grouped.setdefault(item.target, []).append(item.text)

@@ -134,6 +134,12 @@ class RedisStore:
     def delete(self, key: str) -> None:
         self._redis.delete(self._key("conversation", key))
 
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every conversation whose key starts with a prefix (a LINE group that left)."""
+        pattern = self._key("conversation", _glob_escape(prefix)) + "*"
+        for name in self._redis.scan_iter(match=pattern, count=500):
+            self._redis.delete(name)
+
     # -- redelivery --------------------------------------------------------------------------
 
     def first_time(self, event_id: str) -> bool:
@@ -311,3 +317,7 @@ def _handoff(row: dict[str, str]) -> Handoff | None:
 
 def _float(value: str | None) -> float | None:
     return float(value) if value is not None else None
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)

@@ -5,9 +5,6 @@ The Redis cases run against a real redis-server started on a free loopback port 
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,71 +17,11 @@ import redis
 
 from bot.redis_store import CONVERSATION_TTL_SECONDS, EVENT_TTL_SECONDS, RedisStore
 from bot.store import MemoryStore, SQLiteStore
+from tests.conftest import skip_without_redis
 
-REDIS_SERVER = shutil.which("redis-server")
-skip_without_redis = pytest.mark.skipif(
-    REDIS_SERVER is None,
-    reason="redis-server not found: install it with 'apt-get install -y redis-server'",
-)
 RACERS = 16
 
 Store = SQLiteStore | RedisStore
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    assert REDIS_SERVER is not None
-    port = _free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    server = subprocess.Popen(
-        [
-            REDIS_SERVER,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not answer PING on port {port}") from None
-                time.sleep(0.02)
-        yield url
-    finally:
-        client.close()
-        server.terminate()
-        server.wait(timeout=10)
-
-
-@pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.flushdb()
-    yield client
-    client.close()
 
 
 @pytest.fixture(
@@ -322,16 +259,6 @@ def test_open_handoff_racing_workers(
     make_store: Callable[[], Store], request: pytest.FixtureRequest
 ) -> None:
     workers = [make_store() for _ in range(RACERS)]
-    if isinstance(workers[0], SQLiteStore):
-        # TODO: make SQLiteStore.open_handoff a single INSERT guarded by a unique index, and let
-        # the in-memory store use one connection, then drop this mark.
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="SQLiteStore.open_handoff reads, then inserts, so racing workers can "
-                "open two hand-offs; in memory a racing read can also raise 'table is locked'",
-                strict=False,
-            )
-        )
     turn = iter(workers)
     lock = threading.Lock()
 
@@ -608,3 +535,16 @@ def test_redis_keys_expire(redis_url: str, redis_client: redis.Redis) -> None:
     assert EVENT_TTL_SECONDS - 60 < event_ttl <= EVENT_TTL_SECONDS
     assert redis_client.ttl("ttl:turns") == -1
     store.close()
+
+
+def test_delete_prefix_only_matching(store: Store) -> None:
+    store.save("line:group:g1:u1", {"n": 1})
+    store.save("line:group:g1:u2", {"n": 2})
+    store.save("line:group:g10:u1", {"n": 3})
+    store.save("line:g_1*", {"n": 4})
+    store.delete_prefix("line:group:g1:")
+    assert store.load("line:group:g1:u1") is None
+    assert store.load("line:group:g1:u2") is None
+    assert store.load("line:group:g10:u1") == {"n": 3}
+    store.delete_prefix("line:g_1*")
+    assert store.load("line:g_1*") is None

@@ -1,0 +1,352 @@
+"""Hand-offs between residents on LINE and city staff on Slack.
+
+The core decides when a conversation is handed to staff and keeps the hand-off in the store;
+this module carries the words across. Opening a hand-off posts one message to the staff
+channel, and its thread becomes the conversation. The resident's messages are posted in the
+thread, staff replies in the thread are pushed to the resident on LINE, and the 「対応する」
+and 「対応終了」 buttons change the hand-off's status. A background task tells the resident
+where to call when nobody picks a hand-off up in time.
+
+Every hand-off lives in the store (SQLite or Redis), so an open one keeps working after a
+restart. Without a staff channel the resident still gets the notice and, later, the timeout
+message. Without LINE credentials nothing is pushed, and staff are told so in the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+
+from adapters import line, slack_blocks
+from bot import messages
+from bot.assistant import CONSIDER, Assistant
+from bot.desk import TRANSCRIPT_TURNS, TRANSCRIPT_WINDOW, user_hash
+from bot.models import Message, Reply
+from bot.normalize import compact
+from bot.phrases import Text
+from bot.settings import Settings
+from bot.store import Handoff, Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_MINUTES = 10.0
+# The timeout check runs this often: a fifth of the timeout, kept between these bounds.
+MIN_POLL_SECONDS = 0.1
+MAX_POLL_SECONDS = 30.0
+MAX_CANDIDATES = 3
+# A staff reply starting with this stays in the Slack thread (a note to colleagues).
+INTERNAL_PREFIXES = ("//", "／／")
+CHANNEL_LABELS = {"line": "LINE", "web": "Web", "slack": "Slack", "cli": "CLI"}
+
+# What staff read in the hand-off thread.
+RELAY = "住民：{text}"
+RESIDENT_PHOTO = "住民が写真を送りました（写真は転送しません）。文字で送るよう案内しました。"
+RESIDENT_CLOSED = "住民が相談を終了しました。以降は madoguchi が自動で答えます。"
+STAFF_CLOSED = "対応を終了しました。住民に終了を伝え、以降は madoguchi が自動で答えます。"
+TIMED_OUT = (
+    "{minutes:g} 分たっても対応する人がいなかったため、住民に窓口の問い合わせ先を"
+    "案内しました。このスレッドでの返信は、引き続き住民に届きます。"
+)
+NOT_SENT_CLOSED = "この相談は終了しているため、返信は住民に届いていません。"
+NOT_SENT_NO_LINE = "LINE がつながっていないため、返信は住民に届いていません。"
+NOT_SENT_FAILED = (
+    "返信を住民の LINE に届けられませんでした。少し時間をおいて、もう一度書き込んでください。"
+)
+NOT_SENT_FILES = "写真やファイルは住民に送れません。文字で書いてください。"
+ALREADY_PICKED = "この相談は、すでに <@{user}> さんが対応しています。"
+ALREADY_CLOSED = "この相談は、すでに終了しています。"
+UNKNOWN_HANDOFF = "この相談は見つかりませんでした。"
+
+
+class Bridge:
+    """Carry one hand-off's messages between LINE and the staff channel, and watch timeouts."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        assistant: Assistant,
+        store: Store,
+        line_sender: line.Sender | None = None,
+    ) -> None:
+        self.assistant = assistant
+        self.store = store
+        # NOTE: Settings has no handoff_timeout_minutes field yet; until it does, the default
+        # applies unless a Settings subclass provides one.
+        minutes = float(getattr(settings, "handoff_timeout_minutes", DEFAULT_TIMEOUT_MINUTES))
+        self.timeout_seconds = minutes * 60
+        self.poll_seconds = min(MAX_POLL_SECONDS, max(MIN_POLL_SECONDS, self.timeout_seconds / 5))
+        self.staff_channel = settings.slack_staff_channel
+        self.slack: WebClient | None = None
+        if settings.slack_bot_token is not None and self.staff_channel:
+            self.slack = WebClient(
+                token=settings.slack_bot_token.get_secret_value(),
+                base_url=settings.slack_api_url,
+                timeout=10,
+            )
+            self.slack.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
+        self.line = line_sender
+        self._owns_sender = False
+        if self.line is None and settings.line_channel_access_token is not None:
+            self.line = line.Sender(settings)
+            self._owns_sender = True
+        self._choice_labels = self._labels()
+
+    def close(self) -> None:
+        if self._owns_sender and self.line is not None:
+            self.line.close()
+
+    # -- from the resident -----------------------------------------------------------------
+
+    def open(self, reply: Reply, message: Message) -> str:
+        """Post a newly opened hand-off to the staff channel; return the outcome for the log."""
+        assert reply.handoff_id is not None
+        handoff = self.store.handoff(reply.handoff_id)
+        if handoff is None:
+            return "handoff missing"
+        if handoff.thread_ts:
+            return "handoff already posted"
+        if self.slack is None:
+            log.info("handoff=%s not posted: no staff channel configured", _short(handoff.id))
+            return "handoff not posted: staff channel off"
+        texts = self._resident_texts(handoff)
+        payload = slack_blocks.render_handoff(
+            handoff.id,
+            CHANNEL_LABELS.get(message.channel, message.channel),
+            reply.transcript,
+            self._candidates(texts),
+            self._last_answer(handoff),
+            self._phrasing(texts),
+            messages.STAFF_PREFIX,
+        )
+        result = self._post(channel=self.staff_channel, unfurl_links=False, **payload)
+        if result is None:
+            return "handoff post failed"
+        # The response names the channel by id, which is what thread events carry later.
+        self.store.set_handoff_thread(handoff.id, str(result["channel"]), str(result["ts"]))
+        log.info("handoff=%s posted to the staff channel", _short(handoff.id))
+        return "handoff posted"
+
+    def relay(self, reply: Reply) -> str:
+        """Post a resident's message (already redacted by the core) in the hand-off thread."""
+        handoff = self.store.handoff(reply.handoff_id or "")
+        text = reply.relay_text.strip()
+        if handoff is None or not text:
+            return "ignored: nothing to relay"
+        return self._post_in_thread(handoff, RELAY.format(text=text))
+
+    def resident_photo(self, handoff: Handoff) -> str:
+        return self._post_in_thread(handoff, RESIDENT_PHOTO)
+
+    def resident_closed(self, handoff_id: str) -> None:
+        handoff = self.store.handoff(handoff_id)
+        if handoff is not None:
+            self._post_in_thread(handoff, RESIDENT_CLOSED)
+
+    # -- from staff ------------------------------------------------------------------------
+
+    def handoff_in_thread(self, channel: str, thread_ts: str | None) -> Handoff | None:
+        if not thread_ts:
+            return None
+        return self.store.handoff_by_thread(channel, thread_ts)
+
+    def staff_reply(
+        self, handoff: Handoff, staff: str, text: str, message_key: str, has_files: bool = False
+    ) -> str:
+        """Push a staff reply from the thread to the resident, marked as coming from staff.
+
+        `message_key` identifies the Slack message; the LINE retry key is derived from it, so
+        a redelivered event cannot push the same reply twice. Problems are posted in the thread.
+        """
+        if text.startswith(INTERNAL_PREFIXES):
+            return "internal note"
+        current = self.store.handoff(handoff.id) or handoff
+        if current.status == "closed":
+            self._post_in_thread(current, NOT_SENT_CLOSED)
+            return "not sent: handoff closed"
+        if not text.strip():
+            if has_files:
+                self._post_in_thread(current, NOT_SENT_FILES)
+            return "not sent: no text"
+        if self.line is None or current.channel != "line":
+            self._post_in_thread(current, NOT_SENT_NO_LINE)
+            return "not sent: LINE off"
+        # A staff member who answers has taken the hand-off, so no timeout message follows.
+        self.store.pick_handoff(current.id, staff)
+        retry_key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"slack-message:{message_key}"))
+        outcome = self._push(current, f"{messages.STAFF_PREFIX}{text.strip()}", retry_key)
+        if outcome != "pushed":
+            self._post_in_thread(current, NOT_SENT_FAILED)
+        elif has_files:
+            self._post_in_thread(current, NOT_SENT_FILES)
+        return outcome
+
+    def pick(self, handoff_id: str, staff: str) -> tuple[Handoff | None, str | None]:
+        """Let a staff member take a hand-off; return it and a notice if that was not possible."""
+        picked = self.store.pick_handoff(handoff_id, staff)
+        handoff = self.store.handoff(handoff_id)
+        if handoff is None:
+            return None, UNKNOWN_HANDOFF
+        if picked:
+            log.info("handoff=%s picked", _short(handoff_id))
+            return handoff, None
+        if handoff.status == "closed":
+            return handoff, ALREADY_CLOSED
+        return handoff, ALREADY_PICKED.format(user=handoff.staff or "")
+
+    def close_by_staff(self, handoff_id: str) -> tuple[Handoff | None, str | None]:
+        """Close a hand-off from Slack, tell the resident, and return it and any notice."""
+        closed = self.store.close_handoff(handoff_id)
+        handoff = self.store.handoff(handoff_id)
+        if handoff is None:
+            return None, UNKNOWN_HANDOFF
+        if not closed:
+            return handoff, ALREADY_CLOSED
+        log.info("handoff=%s closed by staff", _short(handoff_id))
+        if handoff.channel == "line" and self.line is not None:
+            self._push(handoff, messages.HANDOFF_ENDED, str(uuid.uuid4()))
+        self._post_in_thread(handoff, STAFF_CLOSED)
+        return handoff, None
+
+    # -- nobody answered -------------------------------------------------------------------
+
+    def check_timeouts(self) -> int:
+        """Tell residents whose hand-off nobody picked up in time where to call; return how many.
+
+        Each hand-off is marked before the push, so a failed push is not repeated. One that
+        has no staff thread can never be answered, so it is closed and the bot answers again.
+        """
+        cutoff = time.time() - self.timeout_seconds
+        count = 0
+        for handoff in self.store.unanswered_handoffs(cutoff):
+            # NOTE: two processes sharing one database can both reach this line for the same
+            # hand-off, because marking it does not report whether it was already marked.
+            self.store.mark_timeout_notified(handoff.id)
+            count += 1
+            text = messages.handoff_timeout(self.assistant.kb.municipality)
+            outcome = "not pushed"
+            if handoff.channel == "line" and self.line is not None:
+                outcome = self._push(handoff, text, str(uuid.uuid4()))
+            if handoff.thread_ts:
+                self._post_in_thread(
+                    handoff, TIMED_OUT.format(minutes=self.timeout_seconds / 60)
+                )
+            else:
+                self.store.close_handoff(handoff.id)
+            log.info("handoff=%s timed out, resident %s", _short(handoff.id), outcome)
+        return count
+
+    async def watch(self) -> None:
+        """Run check_timeouts every poll_seconds until cancelled."""
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            try:
+                await asyncio.to_thread(self.check_timeouts)
+            except Exception:
+                log.exception("handoff timeout check failed")
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _push(self, handoff: Handoff, text: str, retry_key: str) -> str:
+        assert self.line is not None
+        target = line.push_target(handoff.user)
+        if target is None:
+            log.warning("handoff=%s has no LINE push target", _short(handoff.id))
+            return "failed: no push target"
+        outcome = self.line.push(target, line.text_messages(text), retry_key)
+        log.info("handoff=%s push outcome=%s", _short(handoff.id), outcome)
+        return outcome
+
+    def _post_in_thread(self, handoff: Handoff, text: str) -> str:
+        if self.slack is None or not (handoff.thread_channel and handoff.thread_ts):
+            return "not posted: no staff thread"
+        result = self._post(
+            channel=handoff.thread_channel,
+            thread_ts=handoff.thread_ts,
+            unfurl_links=False,
+            **slack_blocks.render_notice(text),
+        )
+        return "relayed to staff" if result is not None else "failed: staff thread post"
+
+    def _post(self, **kwargs: Any) -> dict[str, Any] | None:
+        assert self.slack is not None
+        try:
+            response = self.slack.chat_postMessage(**kwargs)
+        except SlackApiError as exc:
+            log.error("staff channel post failed error=%s", exc.response.get("error"))
+            return None
+        except OSError as exc:
+            log.error("staff channel post failed: %s", type(exc).__name__)
+            return None
+        return response.data if isinstance(response.data, dict) else None
+
+    def _resident_texts(self, handoff: Handoff) -> list[str]:
+        """Return what the resident wrote before asking for staff (redacted), oldest first."""
+        since = handoff.created_at - TRANSCRIPT_WINDOW
+        hashed = user_hash(handoff.channel, handoff.user)
+        turns = self.store.recent_turns(hashed, since, TRANSCRIPT_TURNS + 1)
+        return [
+            turn["text"].strip()
+            for turn in turns
+            if turn["text"].strip() and turn["kind"] not in ("handoff", "notice")
+        ]
+
+    def _phrasing(self, texts: list[str]) -> str | None:
+        """Pick the resident's own words worth registering: the first text that is no button."""
+        for text in texts:
+            if compact(text) not in self._choice_labels:
+                return text
+        return None
+
+    def _candidates(self, texts: list[str]) -> list[str]:
+        words = [t for t in texts if compact(t) not in self._choice_labels]
+        if not words:
+            return []
+        ranked = self.assistant.matcher.rank(Text.of("\n".join(words)))
+        kb = self.assistant.kb
+        found = [s for s in ranked if s.kind == "error" and s.score >= CONSIDER]
+        return [
+            f"{slack_blocks.error_label(s.entry_id, kb.error(s.entry_id).title)}"
+            f"（一致度 {s.score:.2f}）"
+            for s in found[:MAX_CANDIDATES]
+        ]
+
+    def _last_answer(self, handoff: Handoff) -> str | None:
+        hashed = user_hash(handoff.channel, handoff.user)
+        turns = self.store.recent_turns(hashed, handoff.created_at - TRANSCRIPT_WINDOW)
+        kb = self.assistant.kb
+        for turn in reversed(turns):
+            cause_id = turn["cause_id"]
+            if turn["kind"] == "answer" and cause_id in kb.causes:
+                error = kb.error(turn["error_id"])
+                summary = kb.causes[cause_id].summary
+                return f"{slack_blocks.error_label(error.id, error.title)}・原因{cause_id}: {summary}"
+        return None
+
+    def _labels(self) -> set[str]:
+        """Collect every button label the bot offers, in compact form."""
+        kb = self.assistant.kb
+        labels = {
+            messages.NONE_OF_THESE,
+            messages.RESET_LABEL,
+            messages.HANDOFF_LABEL,
+            messages.RESOLVED,
+            messages.NOT_RESOLVED,
+        }
+        for fact in kb.facts.values():
+            labels.update(choice.label for choice in fact.choices)
+        for error in kb.errors:
+            # Clarifying questions offer kiosk messages by title, cut to 20 characters.
+            labels.add(error.title)
+            labels.add(error.title if len(error.title) <= 20 else error.title[:19] + "…")
+        return {compact(label) for label in labels}
+
+
+def _short(handoff_id: str) -> str:
+    return handoff_id[:8]
