@@ -234,9 +234,7 @@ class Bridge:
             if handoff.channel == "line" and self.line is not None:
                 outcome = self._push(handoff, text, str(uuid.uuid4()))
             if handoff.thread_ts:
-                self._post_in_thread(
-                    handoff, TIMED_OUT.format(minutes=self.timeout_seconds / 60)
-                )
+                self._post_in_thread(handoff, TIMED_OUT.format(minutes=self.timeout_seconds / 60))
             else:
                 self.store.close_handoff(handoff.id)
             log.info("handoff=%s timed out, resident %s", _short(handoff.id), outcome)
@@ -326,7 +324,9 @@ class Bridge:
             if turn["kind"] == "answer" and cause_id in kb.causes:
                 error = kb.error(turn["error_id"])
                 summary = kb.causes[cause_id].summary
-                return f"{slack_blocks.error_label(error.id, error.title)}・原因{cause_id}: {summary}"
+                return (
+                    f"{slack_blocks.error_label(error.id, error.title)}・原因{cause_id}: {summary}"
+                )
         return None
 
     def _labels(self) -> set[str]:

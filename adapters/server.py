@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from adapters import web
+from adapters.bridge import Bridge
 from bot.assistant import Assistant
 from bot.knowledge import load
 from bot.settings import Settings
@@ -30,6 +33,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     kb = load(settings.knowledge_dir)
     store = store or open_store(settings.db_path, settings.redis_url)
     assistant = Assistant(kb, store, settings.conversation_timeout_minutes)
+    bridge = Bridge(settings, assistant, store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,19 +45,26 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             len(kb.causes),
             type(store).__name__,
         )
-        socket = _start_socket_mode(settings, assistant, store)
+        socket = _start_socket_mode(settings, assistant, store, bridge)
         app.state.slack_socket = socket
+        # Tells residents whose hand-off nobody picked up where to call, also after a restart.
+        watcher = asyncio.create_task(bridge.watch(), name="handoff-timeouts")
         try:
             yield
         finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
             if socket is not None:
                 socket.close()
+            bridge.close()
             log.info("stopped")
 
     app = FastAPI(title="madoguchi", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.assistant = assistant
     app.state.store = store
+    app.state.bridge = bridge
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -75,22 +86,24 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         return JSONResponse({"status": "ok"})
 
     app.include_router(web.router)
-    _mount_channels(app, settings, assistant, store)
+    _mount_channels(app, settings, assistant, store, bridge)
     return app
 
 
-def _mount_channels(app: FastAPI, settings: Settings, assistant: Assistant, store: Store) -> None:
+def _mount_channels(
+    app: FastAPI, settings: Settings, assistant: Assistant, store: Store, bridge: Bridge
+) -> None:
     if settings.line_enabled:
         from adapters.line import create_router as line_router
 
-        app.include_router(line_router(settings, assistant, store))
+        app.include_router(line_router(settings, assistant, store, bridge))
         log.info("LINE channel on at /line/webhook")
     else:
         log.info("LINE channel off: set LINE_CHANNEL_SECRET and LINE_CHANNEL_ACCESS_TOKEN")
     if settings.slack_enabled:
         from adapters.slack import create_router as slack_router
 
-        app.include_router(slack_router(settings, assistant, store))
+        app.include_router(slack_router(settings, assistant, store, bridge))
         log.info("Slack channel on at /slack/events")
     elif not (settings.slack_app_token and settings.slack_bot_token):
         log.info(
@@ -99,11 +112,13 @@ def _mount_channels(app: FastAPI, settings: Settings, assistant: Assistant, stor
         )
 
 
-def _start_socket_mode(settings: Settings, assistant: Assistant, store: Store) -> Any:
+def _start_socket_mode(
+    settings: Settings, assistant: Assistant, store: Store, bridge: Bridge
+) -> Any:
     if not (settings.slack_app_token and settings.slack_bot_token):
         return None
     from adapters.slack import start_socket_mode
 
-    socket = start_socket_mode(settings, assistant, store)
+    socket = start_socket_mode(settings, assistant, store, bridge=bridge)
     log.info("Slack channel on over Socket Mode")
     return socket

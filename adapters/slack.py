@@ -5,11 +5,17 @@ before the acknowledgement. Bolt acknowledges events itself, and the command and
 listeners call ack() first (process_before_response stays False). The core then runs on a
 separate worker pool. Slack may still deliver one event more than once, so each event id
 is answered once, whatever the transport or the retry headers say.
+
+The staff channel also carries hand-offs from residents (adapters/bridge.py): replies in a
+hand-off thread go to the resident, and the hand-off message has 「対応する」「対応終了」 and
+「この表現を登録」 buttons. Photos shared in a mention or a direct message are downloaded
+into memory with the bot token, only from Slack's own hosts, and read by the core.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import time
@@ -18,7 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
+import httpx
 from fastapi import APIRouter, Request, Response
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -30,10 +38,14 @@ from slack_sdk.signature import SignatureVerifier
 from starlette.concurrency import run_in_threadpool
 
 from adapters import slack_blocks
+from adapters.bridge import Bridge
+from bot import messages
 from bot.assistant import Assistant
 from bot.models import Message, Reply
+from bot.ocr import MAX_IMAGE_BYTES
+from bot.privacy import redact
 from bot.settings import Settings
-from bot.store import Store
+from bot.store import Handoff, Store
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +60,28 @@ COMMAND_ROOT = "command"
 # Threads that run the core and post replies. The core is CPU-bound, so more threads than
 # cores buy little; they only keep one slow reply from holding up the others.
 REPLY_WORKERS = 4
+# Replies on which staff can register the question's wording: the bot did not know it.
+TEACHABLE_KINDS = ("fallback", "clarify")
+
+# Shared files are fetched only from Slack's file host (or the Web API host, which is what
+# tests point at a local fake); any other URL in an event is refused without a request.
+SLACK_FILE_HOST = "files.slack.com"
+MAX_FILE_REDIRECTS = 2
+FILE_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
+FILE_REFUSED = (
+    "この写真は Slack 以外の場所にあるため、取得しませんでした。"
+    "写真を Slack に直接添付するか、画面の文言を文字で送ってください。"
+)
+FILE_FAILED = (
+    "添付の写真を取得できませんでした。もう一度添付するか、画面の文言を文字で送ってください。"
+)
 
 
-def create_router(settings: Settings, assistant: Assistant, store: Store) -> APIRouter:
+def create_router(
+    settings: Settings, assistant: Assistant, store: Store, bridge: Bridge | None = None
+) -> APIRouter:
     """Build the router for POST /slack/events (events, the slash command and button clicks)."""
-    app = build_app(settings, assistant, store)
+    app = build_app(settings, assistant, store, bridge=bridge)
     router = APIRouter()
 
     @router.post("/slack/events", include_in_schema=False)
@@ -92,7 +121,11 @@ class SocketMode:
 
 
 def start_socket_mode(
-    settings: Settings, assistant: Assistant, store: Store, ping_interval: float = 10.0
+    settings: Settings,
+    assistant: Assistant,
+    store: Store,
+    ping_interval: float = 10.0,
+    bridge: Bridge | None = None,
 ) -> SocketMode:
     """Open a Socket Mode connection in background threads and return it; close() stops it.
 
@@ -103,7 +136,7 @@ def start_socket_mode(
     """
     if settings.slack_app_token is None:
         raise ValueError("Socket Mode needs SLACK_APP_TOKEN (an app-level token, xapp-…)")
-    app = build_app(settings, assistant, store, socket_mode=True)
+    app = build_app(settings, assistant, store, socket_mode=True, bridge=bridge)
     handler = SocketModeHandler(
         app,
         app_token=settings.slack_app_token.get_secret_value(),
@@ -129,12 +162,17 @@ def _touch(running: SocketMode) -> None:
 
 
 def build_app(
-    settings: Settings, assistant: Assistant, store: Store, socket_mode: bool = False
+    settings: Settings,
+    assistant: Assistant,
+    store: Store,
+    socket_mode: bool = False,
+    bridge: Bridge | None = None,
 ) -> App:
     """Build the Bolt app. It calls auth.test once, so the Web API must be reachable.
 
     Over HTTP every request must carry a valid signature; Socket Mode requests arrive over
-    the app's own authenticated WebSocket and carry none.
+    the app's own authenticated WebSocket and carry none. Without a `bridge` one is built
+    from the settings, so hand-off threads and buttons work in either case.
     """
     if settings.slack_bot_token is None:
         raise ValueError("the Slack channel needs SLACK_BOT_TOKEN (a bot token, xoxb-…)")
@@ -155,11 +193,15 @@ def build_app(
         before_authorize=None if secret is None else _signature_check(secret.get_secret_value()),
         process_before_response=False,
     )
-    staff = _StaffChannel(assistant, store)
+    staff = _StaffChannel(settings, assistant, store, bridge or Bridge(settings, assistant, store))
     app.event("app_mention")(staff.on_mention)
     app.event("message")(staff.on_message)
     app.command(COMMAND)(staff.on_command)
     app.action(CHOICE_ACTION)(staff.on_choice)
+    app.action(slack_blocks.PICK_ACTION)(staff.on_pick)
+    app.action(slack_blocks.CLOSE_ACTION)(staff.on_close)
+    app.action(slack_blocks.TEACH_ACTION)(staff.on_teach)
+    app.view(slack_blocks.TEACH_VIEW)(staff.on_teach_submit)
     return app
 
 
@@ -194,9 +236,16 @@ class _StaffChannel:
     duplicates, and they hand the core call and the Web API calls to a pool of their own.
     """
 
-    def __init__(self, assistant: Assistant, store: Store) -> None:
+    def __init__(
+        self, settings: Settings, assistant: Assistant, store: Store, bridge: Bridge
+    ) -> None:
         self.assistant = assistant
         self.store = store
+        self.bridge = bridge
+        assert settings.slack_bot_token is not None
+        self.files = FileFetcher(
+            settings.slack_bot_token.get_secret_value(), settings.slack_api_url
+        )
         self.workers = ThreadPoolExecutor(REPLY_WORKERS, thread_name_prefix="slack-reply")
 
     def _submit(self, work: Callable[[], None]) -> None:
@@ -214,6 +263,9 @@ class _StaffChannel:
         self, body: dict[str, Any], event: dict[str, Any], client: WebClient, request: BoltRequest
     ) -> None:
         delivery = _Delivery("app_mention", body, event, _retry_num(request))
+        if self._in_handoff_thread(event):
+            self._relay_staff_reply(delivery)
+            return
         root = event.get("thread_ts") or event.get("ts")
         self._answer_event(delivery, client, root, reply_in_thread=True)
 
@@ -221,6 +273,9 @@ class _StaffChannel:
         self, body: dict[str, Any], event: dict[str, Any], client: WebClient, request: BoltRequest
     ) -> None:
         delivery = _Delivery("message", body, event, _retry_num(request))
+        if self._in_handoff_thread(event):
+            self._relay_staff_reply(delivery)
+            return
         # In channels a question reaches the bot as app_mention. The same post may also
         # arrive as a channel message event, which is dropped so that it is answered once.
         if event.get("channel_type") != "im":
@@ -228,6 +283,37 @@ class _StaffChannel:
             return
         thread = event.get("thread_ts")
         self._answer_event(delivery, client, thread or DM_ROOT, bool(thread))
+
+    # -- hand-off threads -----------------------------------------------------------------
+
+    def _in_handoff_thread(self, event: dict[str, Any]) -> bool:
+        channel = event.get("channel")
+        thread_ts = event.get("thread_ts")
+        if not (channel and thread_ts) or thread_ts == event.get("ts"):
+            return False
+        return self.bridge.handoff_in_thread(str(channel), str(thread_ts)) is not None
+
+    def _relay_staff_reply(self, delivery: _Delivery) -> None:
+        """Send a staff member's reply in a hand-off thread to the resident."""
+        event = delivery.event
+        skip = self._skip_reason(delivery.body, event)
+        if skip is not None:
+            delivery.log(skip)
+            return
+        handoff = self.bridge.handoff_in_thread(event["channel"], event["thread_ts"])
+        if handoff is None:
+            delivery.log("ignored:not_handoff")
+            return
+        text = slack_blocks.inbound_text(event.get("text") or "")
+        key = f"{event['channel']}:{event['ts']}"
+
+        def relay() -> None:
+            outcome = self.bridge.staff_reply(
+                handoff, event["user"], text, key, has_files=bool(event.get("files"))
+            )
+            delivery.log(f"handoff:{outcome}")
+
+        self._submit(relay)
 
     def _answer_event(
         self, delivery: _Delivery, client: WebClient, root: str | None, reply_in_thread: bool
@@ -242,8 +328,14 @@ class _StaffChannel:
         thread_ts = root if reply_in_thread else None
 
         def answer() -> None:
-            reply = self._respond(conversation, event.get("text") or "", ts)
-            payload = _render(reply, conversation)
+            image = self._shared_image(event)
+            if image is not None:
+                reply = self._respond_image(conversation, image, ts)
+                teach_text = None
+            else:
+                reply = self._respond(conversation, event.get("text") or "", ts)
+                teach_text = _teach_text(reply, event.get("text") or "")
+            payload = _render(reply, conversation, teach_text)
             posted = _call(client.chat_postMessage, channel=channel, thread_ts=thread_ts, **payload)
             delivery.log("answered" if posted else "post_failed", reply)
 
@@ -333,6 +425,180 @@ class _StaffChannel:
 
         self._submit(answer)
 
+    # -- hand-off buttons -------------------------------------------------------------------
+
+    def on_pick(
+        self,
+        ack: Callable[..., None],
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: WebClient,
+        respond: Callable[..., Any],
+    ) -> None:
+        ack()
+        user = (body.get("user") or {}).get("id", "")
+        handoff_id = str(action.get("value") or "")
+
+        def pick() -> None:
+            handoff, notice = self.bridge.pick(handoff_id, user)
+            self._refresh_handoff(client, body, handoff, closed_by="")
+            if notice is not None:
+                _call(respond, response_type="ephemeral", replace_original=False, text=notice)
+            _log_interaction("handoff_pick", _channel_of(body), user, notice or "picked")
+
+        self._submit(pick)
+
+    def on_close(
+        self,
+        ack: Callable[..., None],
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: WebClient,
+        respond: Callable[..., Any],
+    ) -> None:
+        ack()
+        user = (body.get("user") or {}).get("id", "")
+        handoff_id = str(action.get("value") or "")
+
+        def close() -> None:
+            handoff, notice = self.bridge.close_by_staff(handoff_id)
+            self._refresh_handoff(client, body, handoff, closed_by="" if notice else user)
+            if notice is not None:
+                _call(respond, response_type="ephemeral", replace_original=False, text=notice)
+            _log_interaction("handoff_close", _channel_of(body), user, notice or "closed")
+
+        self._submit(close)
+
+    def _refresh_handoff(
+        self, client: WebClient, body: dict[str, Any], handoff: Handoff | None, closed_by: str
+    ) -> None:
+        """Show a hand-off's current status on its message, built from the clicked message.
+
+        `closed_by` is the staff member whose click closed it, or "" if it was already closed.
+        """
+        message = body.get("message") or {}
+        message_ts = (body.get("container") or {}).get("message_ts") or message.get("ts")
+        channel = _channel_of(body)
+        if handoff is None or not (channel and message_ts):
+            return
+        if handoff.status == "closed" and closed_by:
+            status = slack_blocks.status_line(slack_blocks.STATUS_CLOSED_BY_STAFF, closed_by)
+        elif handoff.status == "closed":
+            status = slack_blocks.STATUS_CLOSED
+        elif handoff.status == "active":
+            status = slack_blocks.status_line(slack_blocks.STATUS_ACTIVE, handoff.staff or "")
+        else:
+            return
+        payload = slack_blocks.render_handoff_status(
+            message.get("blocks"),
+            handoff.id,
+            status,
+            picked=handoff.status != "waiting",
+            closed=handoff.status == "closed",
+        )
+        _call(client.chat_update, channel=channel, ts=message_ts, **payload)
+
+    # -- teach-back -----------------------------------------------------------------------
+
+    def on_teach(
+        self, ack: Callable[..., None], body: dict[str, Any], action: dict[str, Any], client: Any
+    ) -> None:
+        """Open the modal that registers a phrasing; views.open needs the trigger_id at once."""
+        ack()
+        user = (body.get("user") or {}).get("id", "")
+        phrasing = slack_blocks.teach_text_of(str(action.get("value") or ""))
+        message = body.get("message") or {}
+        container = body.get("container") or {}
+        message_ts = container.get("message_ts") or message.get("ts")
+        trigger_id = body.get("trigger_id")
+        if not (phrasing and trigger_id):
+            _log_interaction("teach", _channel_of(body), user, "ignored:incomplete")
+            return
+        metadata = {
+            "channel": _channel_of(body),
+            "thread_ts": str(message.get("thread_ts") or message_ts or ""),
+        }
+        view = slack_blocks.render_teach_view(
+            phrasing, slack_blocks.teach_targets(self.assistant.kb), metadata
+        )
+        opened = _call(client.views_open, trigger_id=trigger_id, view=view)
+        _log_interaction("teach", _channel_of(body), user, "opened" if opened else "open_failed")
+
+    def on_teach_submit(
+        self, ack: Callable[..., None], body: dict[str, Any], view: dict[str, Any], client: Any
+    ) -> None:
+        user = (body.get("user") or {}).get("id", "")
+        values = (view.get("state") or {}).get("values") or {}
+        text_field = values.get(slack_blocks.TEACH_TEXT_BLOCK, {})
+        text = str((text_field.get(slack_blocks.TEACH_TEXT_ACTION) or {}).get("value") or "")
+        target_field = values.get(slack_blocks.TEACH_TARGET_BLOCK, {})
+        selected = (target_field.get(slack_blocks.TEACH_TARGET_ACTION) or {}).get("selected_option")
+        target = str((selected or {}).get("value") or "")
+        errors = {}
+        if not text.strip():
+            errors[slack_blocks.TEACH_TEXT_BLOCK] = slack_blocks.TEACH_MISSING_TEXT
+        if not self._known_target(target):
+            errors[slack_blocks.TEACH_TARGET_BLOCK] = slack_blocks.TEACH_MISSING_TARGET
+        if errors:
+            ack(response_action="errors", errors=errors)
+            return
+        ack()
+        try:
+            metadata = json.loads(view.get("private_metadata") or "{}")
+        except ValueError:
+            metadata = {}
+        channel = str(metadata.get("channel") or "")
+        thread_ts = str(metadata.get("thread_ts") or "")
+
+        def learn() -> None:
+            stored = self.assistant.learn(target, text, staff=user)
+            log.info("slack teach target=%s user=%s registered", target, _hash(user))
+            if channel:
+                payload = slack_blocks.render_teach_done(user, stored, self._target_label(target))
+                _call(
+                    client.chat_postMessage, channel=channel, thread_ts=thread_ts or None, **payload
+                )
+
+        self._submit(learn)
+
+    def _known_target(self, target: str) -> bool:
+        kb = self.assistant.kb
+        return target in kb.causes or any(e.id == target for e in kb.errors)
+
+    def _target_label(self, target: str) -> str:
+        kb = self.assistant.kb
+        error_id = kb.error_of_cause.get(target, target)
+        error = kb.error(error_id)
+        label = slack_blocks.error_label(error.id, error.title)
+        return label if target == error_id else f"{label}の原因{target}"
+
+    # -- photos ---------------------------------------------------------------------------
+
+    def _shared_image(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """Return the first image among the files shared with a message, if any."""
+        for shared in event.get("files") or []:
+            if isinstance(shared, dict) and str(shared.get("mimetype", "")).startswith("image/"):
+                return shared
+        return None
+
+    def _respond_image(
+        self, conversation: str, shared: dict[str, Any], ts: str | None
+    ) -> Reply | None:
+        url = str(shared.get("url_private_download") or shared.get("url_private") or "")
+        try:
+            image = self.files.fetch(url, declared_size=shared.get("size"))
+        except FileRefused as refused:
+            log.warning("slack file not fetched reason=%s", refused.reason)
+            return Reply(user=conversation, kind="fallback", text=refused.message)
+        message = Message(
+            channel="slack", user=conversation, image=image, at=_time_of(ts), audience="staff"
+        )
+        try:
+            return self.assistant.respond(message)
+        except Exception:
+            log.exception("slack photo reply failed user=%s", _hash(conversation))
+            return None
+
     # -- core -----------------------------------------------------------------------------
 
     def _respond(self, conversation: str, slack_text: str, ts: str | None) -> Reply | None:
@@ -351,10 +617,97 @@ class _StaffChannel:
             return None
 
 
-def _render(reply: Reply | None, conversation: str) -> dict[str, Any]:
+def _render(
+    reply: Reply | None, conversation: str, teach_text: str | None = None
+) -> dict[str, Any]:
     if reply is None:
         return slack_blocks.render_failure()
-    return slack_blocks.render(reply, conversation)
+    return slack_blocks.render(reply, conversation, teach_text)
+
+
+def _teach_text(reply: Reply | None, slack_text: str) -> str | None:
+    """Return the redacted question for a 「この表現を登録」 button, when the bot did not know."""
+    if reply is None or reply.kind not in TEACHABLE_KINDS:
+        return None
+    text = redact(slack_blocks.inbound_text(slack_text)).text.strip()
+    return text or None
+
+
+def _channel_of(body: dict[str, Any]) -> str:
+    container = body.get("container") or {}
+    return str((body.get("channel") or {}).get("id") or container.get("channel_id") or "")
+
+
+# -- shared files -----------------------------------------------------------------------------
+
+
+class FileRefused(Exception):
+    """A shared file that was not fetched; `message` is the Japanese reply for staff."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.message = message
+
+
+class FileFetcher:
+    """Download files shared in Slack into memory, with the bot token, from Slack hosts only.
+
+    The token must never reach another host, so every URL (including redirect targets) is
+    checked before a request is made, and redirects are followed by hand. The body is read
+    in chunks and the download stops as soon as it passes MAX_IMAGE_BYTES.
+    """
+
+    def __init__(self, token: str, api_url: str) -> None:
+        self._token = token
+        api = urlsplit(api_url)
+        self._allowed = {("https", SLACK_FILE_HOST, 443), (api.scheme, api.hostname, _port(api))}
+
+    def allowed(self, url: str) -> bool:
+        parts = urlsplit(url)
+        try:
+            origin = (parts.scheme, parts.hostname, _port(parts))
+        except ValueError:
+            return False
+        return origin in self._allowed
+
+    def fetch(self, url: str, declared_size: object = None) -> bytes:
+        if isinstance(declared_size, int) and declared_size > MAX_IMAGE_BYTES:
+            raise FileRefused("too_large", messages.IMAGE_REJECTED["too_large"])
+        headers = {"Authorization": f"Bearer {self._token}"}
+        with httpx.Client(follow_redirects=False, timeout=FILE_TIMEOUT) as client:
+            for _ in range(MAX_FILE_REDIRECTS + 1):
+                if not self.allowed(url):
+                    raise FileRefused("host_not_allowed", FILE_REFUSED)
+                try:
+                    with client.stream("GET", url, headers=headers) as response:
+                        if response.is_redirect:
+                            url = urljoin(url, response.headers.get("location", ""))
+                            continue
+                        if response.status_code != 200:
+                            raise FileRefused(f"status {response.status_code}", FILE_FAILED)
+                        return _read_capped(response)
+                except httpx.HTTPError as error:
+                    raise FileRefused(type(error).__name__, FILE_FAILED) from None
+        raise FileRefused("too_many_redirects", FILE_FAILED)
+
+
+def _read_capped(response: httpx.Response) -> bytes:
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_IMAGE_BYTES:
+        raise FileRefused("too_large", messages.IMAGE_REJECTED["too_large"])
+    data = bytearray()
+    for chunk in response.iter_bytes():
+        data += chunk
+        if len(data) > MAX_IMAGE_BYTES:
+            raise FileRefused("too_large", messages.IMAGE_REJECTED["too_large"])
+    return bytes(data)
+
+
+def _port(parts: Any) -> int | None:
+    if parts.port is not None:
+        return int(parts.port)
+    return {"https": 443, "http": 80}.get(parts.scheme)
 
 
 def _call(method: Callable[..., Any], **kwargs: Any) -> bool:

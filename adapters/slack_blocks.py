@@ -577,7 +577,9 @@ def render_teach_done(user: str, text: str, target: str) -> dict[str, Any]:
     if _USER_ID.match(user):
         line = TEACH_DONE.format(user=user, text=escape(quoted), target=escape(target))
     else:
-        line = escape(TEACH_DONE.replace("<@{user}> さん", "職員").format(text=quoted, target=target))
+        line = escape(
+            TEACH_DONE.replace("<@{user}> さん", "職員").format(text=quoted, target=target)
+        )
     return {"text": line, "blocks": [_section_block(line)]}
 
 

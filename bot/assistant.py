@@ -219,7 +219,7 @@ class Assistant:
         except ocr.ImageError as exc:
             log.info("image rejected reason=%s", exc.reason)
             return Reply(user=user, kind="fallback", text=messages.IMAGE_REJECTED[exc.reason]), ""
-        text = redact(result.text).text
+        text = redact(screen.without_furniture(result.text)).text
         query = Text.of(text)
         seen = messages.image_read(normalize(text))
         found = screen.identify(self.matcher, query)

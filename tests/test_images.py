@@ -57,3 +57,28 @@ def test_photo_not_stored(assistant: Assistant, tmp_path: Path) -> None:
     before = set(tmp_path.rglob("*"))
     assistant.respond(Message(channel="line", user="u", image=(IMAGES / name).read_bytes()))
     assert set(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize(
+    ("ocr_text", "error_id"),
+    [
+        ("証明書交付サービス\nただ今、証明書を印刷しています。\nしばらくお待ちください。\n終了", None),
+        ("証明書交付サービス\n暗証番号（数字4桁）を入力してください。\n終了", None),
+        ("証明書交付サービス\n料金を投入してください\n300円\n終了", None),
+        (
+            "14:05 49%\n今日 午後9:43\n証明書交付サービス\n暗証番号ロック中のため、ご利用いた\n"
+            "だけません。住民登録をしている市区\n町村にお問合せください。\n終了",
+            "9",
+        ),
+    ],
+    ids=["printing", "pin-prompt", "payment", "phone-screenshot"],
+)
+def test_screen_text_identification(kb: object, ocr_text: str, error_id: str | None) -> None:
+    from bot.knowledge import KnowledgeBase
+    from bot.match import Matcher
+    from bot.phrases import Text
+    from bot.screen import identify, without_furniture
+
+    assert isinstance(kb, KnowledgeBase)
+    found = identify(Matcher(kb), Text.of(without_furniture(ocr_text)))
+    assert found.error_id == error_id

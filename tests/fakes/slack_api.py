@@ -3,7 +3,8 @@
 It runs an aiohttp server on its own event loop in a background thread, so the official
 clients under test (slack_sdk's WebClient, WebhookClient and the built-in Socket Mode client)
 talk to it over real HTTP and a real WebSocket. Message payloads are checked against Slack's
-Block Kit limits and rejected with `invalid_blocks`, as Slack would.
+Block Kit limits and rejected with `invalid_blocks`, as Slack would; so are modals passed to
+views.open. It also serves shared files at /files/<name> to requests with the bot token.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ BOT_ID = "BMADOGUCHI"
 TEAM_ID = "T0CITY"
 
 MESSAGE_METHODS = {"chat.postMessage", "chat.update", "chat.postEphemeral", "response_url"}
+FILE_DOWNLOAD = "file"
 
 
 @dataclass
@@ -53,6 +55,59 @@ def block_kit_problems(payload: dict[str, Any]) -> list[str]:
         problems.append("block_id values are not unique")
     for index, block in enumerate(blocks):
         problems.extend(f"block {index}: {p}" for p in _block_problems(block))
+    return problems
+
+
+def view_problems(view: dict[str, Any]) -> list[str]:
+    """List the ways a modal view breaks Slack's limits (empty when it is valid)."""
+    problems: list[str] = []
+    if view.get("type") != "modal":
+        problems.append("view type must be modal")
+    for name in ("title", "submit", "close"):
+        text = view.get(name) or {}
+        if not text and name != "title":
+            continue
+        if text.get("type") != "plain_text" or not 1 <= len(text.get("text", "")) <= 24:
+            problems.append(f"{name} must be plain_text of 1 to 24 characters")
+    if len(str(view.get("private_metadata", ""))) > 3000:
+        problems.append("private_metadata longer than 3000")
+    if len(str(view.get("callback_id", ""))) > 255:
+        problems.append("callback_id longer than 255")
+    blocks = view.get("blocks") or []
+    if not 1 <= len(blocks) <= 100:
+        problems.append(f"{len(blocks)} blocks, allowed 1 to 100")
+    for index, block in enumerate(blocks):
+        if block.get("type") == "input":
+            problems.extend(f"block {index}: {p}" for p in _input_problems(block))
+        else:
+            problems.extend(f"block {index}: {p}" for p in _block_problems(block))
+    return problems
+
+
+def _input_problems(block: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    label = block.get("label") or {}
+    if label.get("type") != "plain_text" or not 1 <= len(label.get("text", "")) <= 2000:
+        problems.append("input label must be plain_text of 1 to 2000 characters")
+    element = block.get("element") or {}
+    kind = element.get("type")
+    if kind == "plain_text_input":
+        if len(str(element.get("initial_value", ""))) > 3000:
+            problems.append("initial_value longer than 3000")
+    elif kind == "static_select":
+        groups = element.get("option_groups")
+        options = [o for g in groups for o in g["options"]] if groups else element["options"]
+        if not 1 <= len(options) <= 100:
+            problems.append(f"static_select has {len(options)} options, allowed 1 to 100")
+        for option in options:
+            if not 1 <= len(option["text"]["text"]) <= 75:
+                problems.append("option text must have 1 to 75 characters")
+            if not 1 <= len(option["value"]) <= 150:
+                problems.append("option value must have 1 to 150 characters")
+        if groups and not all(1 <= len(g["label"]["text"]) <= 75 for g in groups):
+            problems.append("option group label must have 1 to 75 characters")
+    else:
+        problems.append(f"unexpected input element {kind!r}")
     return problems
 
 
@@ -108,6 +163,8 @@ class FakeSlack:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.acks: list[dict[str, Any]] = []
+        # Shared files by name: (content, whether to send it without a Content-Length).
+        self.files: dict[str, tuple[bytes, bool]] = {}
         self.socket_connections = 0
         self._rate_limited: set[str] = set()
         self._condition = threading.Condition()
@@ -136,6 +193,7 @@ class FakeSlack:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_post("/response/{id}", self._response_url)
         app.router.add_get("/socket", self._websocket)
+        app.router.add_get("/files/{name}", self._file)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -165,7 +223,17 @@ class FakeSlack:
         with self._condition:
             self.calls.clear()
             self.acks.clear()
+            self.files.clear()
             self._rate_limited.clear()
+
+    def file_url(self, name: str) -> str:
+        return f"{self.url}/files/{name}"
+
+    def serve_file(self, name: str, content: bytes, chunked: bool = False) -> str:
+        """Serve `content` at file_url(name); `chunked` leaves out the Content-Length header."""
+        with self._condition:
+            self.files[name] = (content, chunked)
+        return self.file_url(name)
 
     def rate_limit_once(self, method: str) -> None:
         """Answer the next call of `method` with HTTP 429 and Retry-After: 1."""
@@ -217,6 +285,11 @@ class FakeSlack:
             return web.json_response(call.result, status=429, headers={"Retry-After": "1"})
         if method in MESSAGE_METHODS:
             call.problems = block_kit_problems(body)
+        elif method == "views.open":
+            view = body.get("view") or {}
+            call.problems = view_problems(json.loads(view) if isinstance(view, str) else view)
+            if not body.get("trigger_id"):
+                call.problems.append("trigger_id is missing")
         if call.problems:
             call.result = {"ok": False, "error": "invalid_blocks"}
         else:
@@ -243,7 +316,35 @@ class FakeSlack:
             return {"ok": True, "channel": body.get("channel"), "ts": ts, "message": message}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": f"1700000000.{next(self._ts):06d}"}
+        if method == "views.open":
+            view = body.get("view") or {}
+            view = json.loads(view) if isinstance(view, str) else view
+            return {"ok": True, "view": {**view, "id": f"V{next(self._ts):08d}"}}
         return {"ok": True}
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        authorization = request.headers.get("Authorization", "")
+        call = Call(FILE_DOWNLOAD, {"name": name}, authorization)
+        with self._condition:
+            stored = self.files.get(name)
+        self._record(call)
+        if not authorization.startswith("Bearer xoxb-"):
+            return web.Response(status=403, text="not authorized")
+        if stored is None:
+            return web.Response(status=404, text="file not found")
+        content, chunked = stored
+        if not chunked:
+            return web.Response(body=content, content_type="image/jpeg")
+        response = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(content), 64 * 1024):
+            try:
+                await response.write(content[start : start + 64 * 1024])
+            except ConnectionError:
+                break  # the client stopped reading, as it should past its limit
+        return response
 
     async def _response_url(self, request: web.Request) -> web.Response:
         body = await _read_body(request)

@@ -1,0 +1,533 @@
+"""Hand-offs from LINE to staff on Slack and back, end to end.
+
+The real app runs under uvicorn with the real core and a SQLite file. The fake LINE API and
+the fake Slack Web API run on 127.0.0.1; webhooks and Slack requests are signed as the
+platforms sign them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+
+from adapters import slack_blocks
+from adapters.bridge import RELAY, RESIDENT_CLOSED, STAFF_CLOSED
+from adapters.server import create_app
+from bot import messages
+from bot.cli import main as madoguchi
+from bot.settings import Settings
+from bot.store import SQLiteStore
+from tests.fakes.line_api import PUSH, REPLY, Call, FakeLineApi
+from tests.fakes.slack_api import BOT_USER_ID, TEAM_ID, FakeSlack
+from tests.fakes.slack_api import Call as SlackCall
+from tests.servers import serve
+from tests.test_line import TOKEN as LINE_TOKEN
+from tests.test_line import payload, postback, reply_texts, text
+from tests.test_line import sign as line_sign
+from tests.test_slack import BOT_TOKEN, SIGNING_SECRET, STAFF_CHANNEL, callback
+from tests.test_slack import sign as slack_sign
+
+LINE_SECRET = "test-channel-secret"
+STAFF = "USTAFF01"
+RESIDENT = "U1"
+# A phrasing the knowledge base does not know: the bot falls back on it.
+UNKNOWN_PHRASE = "画面が真っ青になって何も押せない"
+
+
+class BridgeSettings(Settings):
+    """Settings plus the hand-off timeout, which the core's Settings does not define yet."""
+
+    handoff_timeout_minutes: float = 10
+
+
+# -- harness ------------------------------------------------------------------------------
+
+
+@dataclass
+class Site:
+    """One running app with both channels, and the two fakes it talks to."""
+
+    line: FakeLineApi
+    slack: FakeSlack
+    http: httpx.Client
+    base_url: str
+    app: Any
+    db_path: Path
+
+    # LINE side
+
+    def resident_says(self, value: str, user: str = RESIDENT) -> dict[str, Any]:
+        return self.deliver(text(value, source={"type": "user", "userId": user}))
+
+    def deliver(self, event: dict[str, Any]) -> dict[str, Any]:
+        body = payload(event)
+        response = self.http.post(
+            f"{self.base_url}/line/webhook",
+            content=body,
+            headers={"content-type": "application/json", "x-line-signature": line_sign(body)},
+        )
+        assert response.status_code == 200
+        return event
+
+    def reply_to(self, event: dict[str, Any]) -> Call:
+        calls = self.line.wait_for(
+            lambda cs: any(
+                c.path == REPLY and c.body["replyToken"] == event["replyToken"] for c in cs
+            )
+        )
+        return next(c for c in calls if c.path == REPLY and c.body["replyToken"] == event["replyToken"])
+
+    def pushes(self) -> list[Call]:
+        return self.line.calls_to(PUSH)
+
+    # Slack side
+
+    def post_event(self, event: dict[str, Any]) -> None:
+        body = json.dumps(callback(event, f"Ev{uuid.uuid4().hex[:10]}")).encode()
+        self._signed(body, "application/json")
+
+    def click(self, message: SlackCall, action_id: str, user: str = STAFF) -> None:
+        """Click a button of a message the bot posted (or last updated) with these blocks."""
+        blocks = message.body["blocks"]
+        button = next(
+            e
+            for b in blocks
+            if b["type"] == "actions"
+            for e in b["elements"]
+            if e["action_id"] == action_id
+        )
+        block = next(b for b in blocks if b["type"] == "actions" and button in b["elements"])
+        ts = message.body.get("ts") or message.result["ts"]
+        body = {
+            "type": "block_actions",
+            "user": {"id": user, "username": "staff", "team_id": TEAM_ID},
+            "api_app_id": "A0MADOGUCHI",
+            "token": "unused",
+            "container": {
+                "type": "message",
+                "message_ts": ts,
+                "channel_id": message.body["channel"],
+                "is_ephemeral": False,
+            },
+            "trigger_id": f"trigger-{uuid.uuid4().hex[:8]}",
+            "team": {"id": TEAM_ID, "domain": "city"},
+            "channel": {"id": message.body["channel"], "name": "madoguchi-staff"},
+            "message": {"type": "message", "user": BOT_USER_ID, "ts": ts, "blocks": blocks},
+            "response_url": self.slack.response_url("click"),
+            "actions": [
+                {
+                    "action_id": button["action_id"],
+                    "block_id": block["block_id"],
+                    "text": button["text"],
+                    "value": button["value"],
+                    "type": "button",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        self._signed(urlencode({"payload": json.dumps(body)}).encode(), "application/x-www-form-urlencoded")
+
+    def submit_view(self, view: dict[str, Any], values: dict[str, Any], user: str = STAFF) -> httpx.Response:
+        body = {
+            "type": "view_submission",
+            "team": {"id": TEAM_ID, "domain": "city"},
+            "user": {"id": user, "username": "staff", "team_id": TEAM_ID},
+            "api_app_id": "A0MADOGUCHI",
+            "token": "unused",
+            "trigger_id": "trigger-submit",
+            "view": {**view, "state": {"values": values}},
+        }
+        return self._signed(
+            urlencode({"payload": json.dumps(body)}).encode(), "application/x-www-form-urlencoded"
+        )
+
+    def _signed(self, body: bytes, content_type: str) -> httpx.Response:
+        headers = {"Content-Type": content_type, **slack_sign(body, int(time.time()))}
+        response = self.http.post(f"{self.base_url}/slack/events", content=body, headers=headers)
+        assert response.status_code == 200, response.text
+        return response
+
+    def staff_posts(self) -> list[SlackCall]:
+        return self.slack.messages("chat.postMessage")
+
+    def wait_post(self, check: Callable[[SlackCall], bool]) -> SlackCall:
+        self.slack.wait_for(lambda: any(check(c) for c in self.staff_posts()))
+        return next(c for c in self.staff_posts() if check(c))
+
+    def handoff_post(self) -> SlackCall:
+        return self.wait_post(lambda c: "thread_ts" not in c.body and c.body["channel"] == STAFF_CHANNEL)
+
+    def thread_texts(self, root: SlackCall) -> list[str]:
+        return [
+            c.body["text"] for c in self.staff_posts() if c.body.get("thread_ts") == root.result["ts"]
+        ]
+
+    def staff_replies_in_thread(self, root: SlackCall, value: str, user: str = STAFF) -> None:
+        ts = f"{time.time():.6f}"
+        self.post_event(
+            {
+                "type": "message",
+                "channel": root.result["channel"],
+                "channel_type": "channel",
+                "user": user,
+                "text": value,
+                "ts": ts,
+                "event_ts": ts,
+                "thread_ts": root.result["ts"],
+            }
+        )
+
+    def store(self) -> SQLiteStore:
+        return SQLiteStore(self.db_path)
+
+
+@pytest.fixture(scope="module")
+def fake_slack() -> Iterator[FakeSlack]:
+    with FakeSlack() as fake:
+        yield fake
+
+
+@pytest.fixture
+def start(
+    fake_slack: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> Iterator[Callable[..., Site]]:
+    """Start the app on a fresh fake LINE API; keyword arguments override settings.
+
+    Calling it again keeps the fakes and the database, like a restart of the server.
+    """
+    caplog.set_level(logging.INFO)
+    fake_slack.reset()
+    line_api = FakeLineApi(LINE_TOKEN).__enter__()
+    servers: list[Any] = []
+    http = httpx.Client(timeout=10, trust_env=False)
+    db_path = tmp_path / "bridge.sqlite3"
+
+    def _start(slack: bool = True, **overrides: Any) -> Site:
+        for running in servers:
+            running.__exit__(None, None, None)
+        servers.clear()
+        values: dict[str, Any] = {
+            "line_channel_secret": LINE_SECRET,
+            "line_channel_access_token": LINE_TOKEN,
+            "line_api_url": line_api.url,
+            "line_data_api_url": line_api.url,
+            "db_path": db_path,
+            **overrides,
+        }
+        if slack:
+            values.update(
+                slack_signing_secret=SIGNING_SECRET,
+                slack_bot_token=BOT_TOKEN,
+                slack_api_url=fake_slack.api_url,
+                slack_staff_channel=STAFF_CHANNEL,
+            )
+        app = create_app(BridgeSettings(**values))
+        running = serve(app)
+        base_url = running.__enter__()
+        servers.append(running)
+        return Site(line_api, fake_slack, http, base_url, app, db_path)
+
+    yield _start
+    for running in servers:
+        running.__exit__(None, None, None)
+    http.close()
+    line_api.__exit__(None, None, None)
+    problems = [(c.method, c.problems) for c in fake_slack.calls if c.problems]
+    assert problems == [], "payloads Slack would reject"
+
+
+def labels_of(blocks: list[dict[str, Any]]) -> list[str]:
+    return [e["text"]["text"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+
+
+def push_texts(call: Call) -> str:
+    return "".join(m["text"] for m in call.body["messages"])
+
+
+# -- the whole round trip -----------------------------------------------------------------
+
+
+def test_handoff_round_trip(start: Callable[..., Site]) -> None:
+    site = start()
+    first = site.resident_says(f"暗証番号1234を入れたら{UNKNOWN_PHRASE} <!channel>")
+    site.reply_to(first)
+    ask = site.resident_says("職員と話したい")
+
+    notice = site.reply_to(ask)
+    root = site.handoff_post()
+    assert reply_texts(notice) == [messages.handoff_opened(site.app.state.assistant.kb.municipality)]
+    sent = json.dumps(root.body, ensure_ascii=False)
+    assert UNKNOWN_PHRASE in sent
+    assert "1234" not in sent
+    assert "<!channel>" not in sent
+    assert "&lt;!channel&gt;" in sent
+    assert labels_of(root.body["blocks"]) == ["対応する", "対応終了", "この表現を登録"]
+    assert root.body["text"].strip()
+    handoff = site.store().handoff_by_thread(root.result["channel"], root.result["ts"])
+    assert handoff is not None
+    assert handoff.status == "waiting"
+    assert handoff.user == RESIDENT
+
+    site.staff_replies_in_thread(root, "市の山田です。カードの種類を教えてください。")
+    (push,) = site.line.wait_calls(PUSH, 1)
+    assert push.body["to"] == RESIDENT
+    assert push_texts(push) == f"{messages.STAFF_PREFIX}市の山田です。カードの種類を教えてください。"
+    assert uuid.UUID(push.headers["x-line-retry-key"])
+
+    site.staff_replies_in_thread(root, "// 内部メモ: 住民票の件らしい")
+    answer = site.resident_says("マイナンバーカードです")
+    relayed = RELAY.format(text="マイナンバーカードです")
+    site.wait_post(lambda c: c.body["text"] == relayed)
+    assert site.thread_texts(root)[-1] == relayed
+    assert all(c.body["replyToken"] != answer["replyToken"] for c in site.line.calls_to(REPLY))
+    assert len(site.pushes()) == 1  # the internal note stayed in Slack
+
+    site.click(root, slack_blocks.PICK_ACTION)
+    (picked,) = site.slack.wait_for_messages(1, "chat.update")
+    assert "<@USTAFF01> さんが対応しています。" in json.dumps(picked.body, ensure_ascii=False)
+    assert labels_of(picked.body["blocks"]) == ["対応終了", "この表現を登録"]
+    assert site.store().handoff(handoff.id).status == "active"  # type: ignore[union-attr]
+
+    site.click(picked, slack_blocks.CLOSE_ACTION)
+    ended = site.line.wait_calls(PUSH, 2)[1]
+    site.slack.wait_for_messages(2, "chat.update")
+    site.wait_post(lambda c: c.body["text"] == STAFF_CLOSED)
+    assert push_texts(ended) == messages.HANDOFF_ENDED
+    assert site.store().handoff(handoff.id).status == "closed"  # type: ignore[union-attr]
+    closed = site.slack.messages("chat.update")[1]
+    assert labels_of(closed.body["blocks"]) == ["この表現を登録"]
+
+    again = site.resident_says("ご利用いただけないカードです")
+    question = site.reply_to(again)
+    assert question.body["messages"][-1]["quickReply"]["items"]
+    assert len(site.thread_texts(root)) == 2  # the relayed line and the closing note
+
+
+def test_second_pick_gets_notice(start: Callable[..., Site]) -> None:
+    site = start()
+    site.reply_to(site.resident_says("担当者に相談"))
+    root = site.handoff_post()
+
+    site.click(root, slack_blocks.PICK_ACTION)
+    site.slack.wait_for_messages(1, "chat.update")
+    site.click(root, slack_blocks.PICK_ACTION, user="USTAFF02")
+
+    (notice,) = site.slack.wait_for_messages(1, "response_url")
+    assert notice.body["text"] == "この相談は、すでに <@USTAFF01> さんが対応しています。"
+    assert notice.body["response_type"] == "ephemeral"
+    handoff = site.store().handoff_by_thread(root.result["channel"], root.result["ts"])
+    assert handoff is not None
+    assert handoff.staff == STAFF
+
+
+def test_rich_menu_staff_button_opens_handoff(start: Callable[..., Site]) -> None:
+    site = start()
+    tapped = site.deliver(postback(json.dumps({"menu": "staff"})))
+
+    notice = site.reply_to(tapped)
+    root = site.handoff_post()
+
+    assert "職員におつなぎします" in reply_texts(notice)[0]
+    assert slack_blocks.NO_TRANSCRIPT in json.dumps(root.body, ensure_ascii=False)
+    assert labels_of(root.body["blocks"]) == ["対応する", "対応終了"]  # nothing to register
+
+
+def test_resident_end_word_closes_handoff(start: Callable[..., Site]) -> None:
+    site = start()
+    site.reply_to(site.resident_says("職員と話したい"))
+    root = site.handoff_post()
+
+    ended = site.resident_says("終了")
+    reply = site.reply_to(ended)
+    site.wait_post(lambda c: c.body["text"] == RESIDENT_CLOSED)
+    site.staff_replies_in_thread(root, "まだいらっしゃいますか？")
+    not_sent = site.wait_post(lambda c: "終了しているため" in c.body["text"])
+
+    assert reply_texts(reply) == [messages.HANDOFF_ENDED]
+    assert not_sent.body["thread_ts"] == root.result["ts"]
+    assert site.pushes() == []
+
+
+# -- nobody picks it up -------------------------------------------------------------------
+
+
+def test_timeout_message_pushed_once(start: Callable[..., Site]) -> None:
+    site = start(handoff_timeout_minutes=0.01)
+    site.reply_to(site.resident_says("職員と話したい"))
+    root = site.handoff_post()
+
+    (push,) = site.line.wait_calls(PUSH, 1)
+    site.wait_post(lambda c: "対応する人がいなかった" in c.body["text"])
+    time.sleep(1.5)  # several more checks run in this time
+
+    city = site.app.state.assistant.kb.municipality
+    assert push_texts(push) == messages.handoff_timeout(city)
+    assert len(site.pushes()) == 1
+    handoff = site.store().handoff_by_thread(root.result["channel"], root.result["ts"])
+    assert handoff is not None
+    assert handoff.timeout_notified
+    assert handoff.status == "waiting"  # staff can still answer in the thread
+
+
+def test_picked_handoff_gets_no_timeout_message(start: Callable[..., Site]) -> None:
+    site = start(handoff_timeout_minutes=0.02)
+    site.reply_to(site.resident_says("職員と話したい"))
+    root = site.handoff_post()
+    site.click(root, slack_blocks.PICK_ACTION)
+    site.slack.wait_for_messages(1, "chat.update")
+
+    time.sleep(2.0)
+
+    assert site.pushes() == []
+
+
+def test_line_only_handoff_without_slack(start: Callable[..., Site]) -> None:
+    site = start(slack=False, handoff_timeout_minutes=0.01)
+    ask = site.resident_says("職員と話したい")
+
+    assert "職員におつなぎします" in reply_texts(site.reply_to(ask))[0]
+    (push,) = site.line.wait_calls(PUSH, 1)
+    assert "お急ぎの場合" in push_texts(push)
+    # Nobody can answer without a staff channel, so the bot takes the conversation back.
+    again = site.resident_says("ご利用いただけないカードです")
+    assert site.reply_to(again).body["messages"][-1]["quickReply"]["items"]
+    assert site.slack.calls == []
+
+
+# -- restart ------------------------------------------------------------------------------
+
+
+def test_handoff_survives_restart(start: Callable[..., Site]) -> None:
+    site = start()
+    site.reply_to(site.resident_says("職員と話したい"))
+    root = site.handoff_post()
+
+    site = start()  # a new app on the same database
+    site.staff_replies_in_thread(root, "お待たせしました。")
+    (push,) = site.line.wait_calls(PUSH, 1)
+    site.resident_says("よろしくお願いします")
+    relayed = RELAY.format(text="よろしくお願いします")
+    site.wait_post(lambda c: c.body["text"] == relayed)
+
+    assert push_texts(push) == f"{messages.STAFF_PREFIX}お待たせしました。"
+    assert push.body["to"] == RESIDENT
+
+
+# -- teach-back ---------------------------------------------------------------------------
+
+
+def test_teach_back_changes_next_match(start: Callable[..., Site]) -> None:
+    site = start()
+    before = site.resident_says(UNKNOWN_PHRASE, user="U2")
+    assert messages.OUT_OF_SCOPE in "".join(reply_texts(site.reply_to(before)))
+    site.reply_to(site.resident_says("職員と話したい"))
+    root = site.handoff_post()
+
+    site.click(root, slack_blocks.TEACH_ACTION)
+    site.slack.wait_for(lambda: bool(site.slack.calls and _views(site.slack)))
+    (opened,) = _views(site.slack)
+    view = opened.result["view"]
+    assert view["blocks"][0]["element"]["initial_value"] == UNKNOWN_PHRASE
+    options = [
+        o["value"] for g in view["blocks"][1]["element"]["option_groups"] for o in g["options"]
+    ]
+    assert {"1", "7", "11", "1a", "7a"} <= set(options)
+    assert len(options) == len(set(options))
+
+    missing = site.submit_view(view, _teach_values(UNKNOWN_PHRASE, None))
+    assert missing.json()["response_action"] == "errors"
+    site.submit_view(view, _teach_values(UNKNOWN_PHRASE, "7"))
+    done = site.wait_post(lambda c: "言い方として登録しました" in c.body["text"])
+    assert done.body["thread_ts"] == root.result["ts"]
+    assert "エラー7「暗証番号の間違い」" in done.body["text"]
+    assert [(x.target, x.text) for x in site.store().learned()] == [("7", UNKNOWN_PHRASE)]
+
+    after = site.resident_says(UNKNOWN_PHRASE, user="U3")
+    assert "暗証番号の間違い" in "".join(reply_texts(site.reply_to(after)))
+
+
+def test_teach_button_on_unanswered_staff_question(start: Callable[..., Site]) -> None:
+    site = start()
+    ts = f"{time.time():.6f}"
+    site.post_event(
+        {
+            "type": "app_mention",
+            "user": STAFF,
+            "text": f"<@{BOT_USER_ID}> 住民から「{UNKNOWN_PHRASE}」と電話",
+            "ts": ts,
+            "channel": STAFF_CHANNEL,
+            "event_ts": ts,
+        }
+    )
+    answer = site.wait_post(lambda c: c.body.get("thread_ts") == ts)
+    assert "この表現を登録" in labels_of(answer.body["blocks"])
+
+    site.click(answer, slack_blocks.TEACH_ACTION)
+    site.slack.wait_for(lambda: bool(_views(site.slack)))
+    view = _views(site.slack)[0].result["view"]
+    assert UNKNOWN_PHRASE in view["blocks"][0]["element"]["initial_value"]
+    site.submit_view(view, _teach_values(UNKNOWN_PHRASE, "7a"))
+    done = site.wait_post(lambda c: "言い方として登録しました" in c.body["text"])
+
+    assert done.body["thread_ts"] == ts
+    assert "原因7a" in done.body["text"]
+
+
+def _views(fake: FakeSlack) -> list[SlackCall]:
+    return [c for c in fake.calls if c.method == "views.open"]
+
+
+def _teach_values(phrase: str, target: str | None) -> dict[str, Any]:
+    selected = {"text": {"type": "plain_text", "text": target}, "value": target} if target else None
+    return {
+        slack_blocks.TEACH_TEXT_BLOCK: {
+            slack_blocks.TEACH_TEXT_ACTION: {"type": "plain_text_input", "value": phrase}
+        },
+        slack_blocks.TEACH_TARGET_BLOCK: {
+            slack_blocks.TEACH_TARGET_ACTION: {"type": "static_select", "selected_option": selected}
+        },
+    }
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+def test_report_counts_handoff_and_feedback(
+    start: Callable[..., Site],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    site = start()
+    site.reply_to(site.resident_says("ご利用いただけないカードです"))
+    answer = site.reply_to(site.resident_says("住基カード"))
+    assert [i["action"]["label"] for i in answer.body["messages"][-1]["quickReply"]["items"]] == [
+        messages.RESOLVED,
+        messages.NOT_RESOLVED,
+    ]
+    offer = site.reply_to(site.deliver(postback(json.dumps({"t": messages.NOT_RESOLVED}))))
+    labels = [i["action"]["label"] for i in offer.body["messages"][-1]["quickReply"]["items"]]
+    assert messages.HANDOFF_LABEL in labels
+    site.reply_to(site.deliver(postback(json.dumps({"t": messages.HANDOFF_LABEL}))))
+    site.handoff_post()
+
+    assert madoguchi(["report", "--db", str(site.db_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "職員への引き継ぎ: 1 件" in printed
+    assert "解決した 0 件、解決しない 1 件" in printed
+
+    monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
+    monkeypatch.setenv("MADOGUCHI_SLACK_API_URL", site.slack.api_url)
+    monkeypatch.setenv("MADOGUCHI_SLACK_STAFF_CHANNEL", STAFF_CHANNEL)
+    assert madoguchi(["report", "--db", str(site.db_path), "--slack"]) == 0
+    posted = site.wait_post(lambda c: "利用状況" in c.body["text"])
+    assert "職員への引き継ぎ: 1 件" in posted.body["text"]
