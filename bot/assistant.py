@@ -23,7 +23,7 @@ from bot.knowledge import KioskError, KnowledgeBase
 from bot.match import Matcher, Score
 from bot.models import Candidate, Message, Reply
 from bot.normalize import normalize
-from bot.phrases import Text, phrases
+from bot.phrases import REGEX_PREFIX, Text, phrases
 from bot.privacy import redact
 from bot.store import MemoryStore, Store
 
@@ -44,6 +44,8 @@ CONSIDER_RIVAL = 0.25
 TOPIC = 0.5
 # A query that aligns this well with a screen text quotes it: the strongest evidence there is.
 QUOTED = 0.75
+# A keyword whose reading has at least this many kana is specific to the kiosk.
+SPECIFIC_READING = 7
 # Kiosk service hours are local time in Japan.
 JAPAN = timezone(timedelta(hours=9), "JST")
 # A cause this much heavier than all the others together is taken as the answer.
@@ -249,7 +251,11 @@ class Assistant:
         if quoted is not None and quoted.score >= best.score - SPREAD:
             state.errors = {quoted.entry_id: 1.0}
             return self._diagnose(user, query, state, candidates)
-        in_domain = best.screen >= QUOTED or self._matches(self._domain, query)
+        in_domain = (
+            best.screen >= QUOTED
+            or self._matches(self._domain, query)
+            or self._has_specific_keyword(best)
+        )
         if topics and topics[0].score >= TOPIC and topics[0].score > best.score:
             return self._topic(user, topics[0].entry_id, candidates)
         if in_domain and best.score >= IDENTIFY and best.score - runner_up >= MARGIN:
@@ -273,6 +279,16 @@ class Assistant:
         if self._matches(self._greeting, query):
             return Reply(user=user, kind="notice", text=messages.greeting(self.kb.municipality))
         return Reply(user=user, kind="fallback", text=messages.OUT_OF_SCOPE, candidates=[])
+
+    @staticmethod
+    def _has_specific_keyword(score: Score) -> bool:
+        # A long keyword (一定時間操作, ロック中のため) places a message in the kiosk's world even
+        # without a domain word; a short one (何時まで) does not.
+        return any(
+            len(Text.of(k).reading) >= SPECIFIC_READING
+            for k in score.keywords
+            if not k.startswith(REGEX_PREFIX)
+        )
 
     @staticmethod
     def _quoted(errors: list[Score]) -> Score | None:

@@ -63,6 +63,13 @@ class Site:
     base_url: str
     app: Any
     db_path: Path
+    caplog: pytest.LogCaptureFixture
+
+    def wait_log(self, fragment: str, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(fragment in r.getMessage() for r in list(self.caplog.records)):
+            assert time.monotonic() < deadline, f"no log line with {fragment!r}"
+            time.sleep(0.02)
 
     # LINE side
 
@@ -85,7 +92,9 @@ class Site:
                 c.path == REPLY and c.body["replyToken"] == event["replyToken"] for c in cs
             )
         )
-        return next(c for c in calls if c.path == REPLY and c.body["replyToken"] == event["replyToken"])
+        return next(
+            c for c in calls if c.path == REPLY and c.body["replyToken"] == event["replyToken"]
+        )
 
     def pushes(self) -> list[Call]:
         return self.line.calls_to(PUSH)
@@ -122,7 +131,13 @@ class Site:
             "trigger_id": f"trigger-{uuid.uuid4().hex[:8]}",
             "team": {"id": TEAM_ID, "domain": "city"},
             "channel": {"id": message.body["channel"], "name": "madoguchi-staff"},
-            "message": {"type": "message", "user": BOT_USER_ID, "ts": ts, "blocks": blocks},
+            "message": {
+                "type": "message",
+                "user": BOT_USER_ID,
+                "ts": ts,
+                "blocks": blocks,
+                **({"thread_ts": message.body["thread_ts"]} if "thread_ts" in message.body else {}),
+            },
             "response_url": self.slack.response_url("click"),
             "actions": [
                 {
@@ -135,9 +150,13 @@ class Site:
                 }
             ],
         }
-        self._signed(urlencode({"payload": json.dumps(body)}).encode(), "application/x-www-form-urlencoded")
+        self._signed(
+            urlencode({"payload": json.dumps(body)}).encode(), "application/x-www-form-urlencoded"
+        )
 
-    def submit_view(self, view: dict[str, Any], values: dict[str, Any], user: str = STAFF) -> httpx.Response:
+    def submit_view(
+        self, view: dict[str, Any], values: dict[str, Any], user: str = STAFF
+    ) -> httpx.Response:
         body = {
             "type": "view_submission",
             "team": {"id": TEAM_ID, "domain": "city"},
@@ -165,11 +184,15 @@ class Site:
         return next(c for c in self.staff_posts() if check(c))
 
     def handoff_post(self) -> SlackCall:
-        return self.wait_post(lambda c: "thread_ts" not in c.body and c.body["channel"] == STAFF_CHANNEL)
+        return self.wait_post(
+            lambda c: "thread_ts" not in c.body and c.body["channel"] == STAFF_CHANNEL
+        )
 
     def thread_texts(self, root: SlackCall) -> list[str]:
         return [
-            c.body["text"] for c in self.staff_posts() if c.body.get("thread_ts") == root.result["ts"]
+            c.body["text"]
+            for c in self.staff_posts()
+            if c.body.get("thread_ts") == root.result["ts"]
         ]
 
     def staff_replies_in_thread(self, root: SlackCall, value: str, user: str = STAFF) -> None:
@@ -235,7 +258,7 @@ def start(
         running = serve(app)
         base_url = running.__enter__()
         servers.append(running)
-        return Site(line_api, fake_slack, http, base_url, app, db_path)
+        return Site(line_api, fake_slack, http, base_url, app, db_path, caplog)
 
     yield _start
     for running in servers:
@@ -248,6 +271,17 @@ def start(
 
 def labels_of(blocks: list[dict[str, Any]]) -> list[str]:
     return [e["text"]["text"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+
+
+def visible_text(body: dict[str, Any]) -> str:
+    """Join the text Slack parses as mrkdwn or shows: fallback, sections, context, header."""
+    pieces = [body["text"]]
+    for block in body["blocks"]:
+        if "text" in block:
+            pieces.append(block["text"]["text"])
+        if block["type"] == "context":
+            pieces.extend(e["text"] for e in block["elements"])
+    return "\n".join(pieces)
 
 
 def push_texts(call: Call) -> str:
@@ -265,12 +299,15 @@ def test_handoff_round_trip(start: Callable[..., Site]) -> None:
 
     notice = site.reply_to(ask)
     root = site.handoff_post()
-    assert reply_texts(notice) == [messages.handoff_opened(site.app.state.assistant.kb.municipality)]
+    assert reply_texts(notice) == [
+        messages.handoff_opened(site.app.state.assistant.kb.municipality)
+    ]
     sent = json.dumps(root.body, ensure_ascii=False)
-    assert UNKNOWN_PHRASE in sent
+    shown = visible_text(root.body)
+    assert UNKNOWN_PHRASE in shown
     assert "1234" not in sent
-    assert "<!channel>" not in sent
-    assert "&lt;!channel&gt;" in sent
+    assert "<!channel>" not in shown
+    assert "&lt;!channel&gt;" in shown
     assert labels_of(root.body["blocks"]) == ["対応する", "対応終了", "この表現を登録"]
     assert root.body["text"].strip()
     handoff = site.store().handoff_by_thread(root.result["channel"], root.result["ts"])
@@ -281,10 +318,13 @@ def test_handoff_round_trip(start: Callable[..., Site]) -> None:
     site.staff_replies_in_thread(root, "市の山田です。カードの種類を教えてください。")
     (push,) = site.line.wait_calls(PUSH, 1)
     assert push.body["to"] == RESIDENT
-    assert push_texts(push) == f"{messages.STAFF_PREFIX}市の山田です。カードの種類を教えてください。"
+    assert (
+        push_texts(push) == f"{messages.STAFF_PREFIX}市の山田です。カードの種類を教えてください。"
+    )
     assert uuid.UUID(push.headers["x-line-retry-key"])
 
     site.staff_replies_in_thread(root, "// 内部メモ: 住民票の件らしい")
+    site.wait_log("handoff:internal note")
     answer = site.resident_says("マイナンバーカードです")
     relayed = RELAY.format(text="マイナンバーカードです")
     site.wait_post(lambda c: c.body["text"] == relayed)
@@ -380,13 +420,13 @@ def test_timeout_message_pushed_once(start: Callable[..., Site]) -> None:
 
 
 def test_picked_handoff_gets_no_timeout_message(start: Callable[..., Site]) -> None:
-    site = start(handoff_timeout_minutes=0.02)
+    site = start(handoff_timeout_minutes=0.04)
     site.reply_to(site.resident_says("職員と話したい"))
     root = site.handoff_post()
     site.click(root, slack_blocks.PICK_ACTION)
     site.slack.wait_for_messages(1, "chat.update")
 
-    time.sleep(2.0)
+    time.sleep(3.0)  # past the 2.4-second timeout
 
     assert site.pushes() == []
 
@@ -428,7 +468,7 @@ def test_handoff_survives_restart(start: Callable[..., Site]) -> None:
 
 def test_teach_back_changes_next_match(start: Callable[..., Site]) -> None:
     site = start()
-    before = site.resident_says(UNKNOWN_PHRASE, user="U2")
+    before = site.resident_says(UNKNOWN_PHRASE)
     assert messages.OUT_OF_SCOPE in "".join(reply_texts(site.reply_to(before)))
     site.reply_to(site.resident_says("職員と話したい"))
     root = site.handoff_post()
