@@ -4,8 +4,8 @@ The core decides when a conversation is handed to staff and keeps the hand-off i
 this module carries the words across. Opening a hand-off posts one message to the staff
 channel, and its thread becomes the conversation. The resident's messages are posted in the
 thread, staff replies in the thread are pushed to the resident on LINE, and the 「対応する」
-and 「対応終了」 buttons change the hand-off's status. A background task tells the resident
-where to call when nobody picks a hand-off up in time.
+and 「対応終了」 buttons change the hand-off's status. When no staff member takes a hand-off
+in time, a background task pushes the office's contact details to the resident.
 
 Every hand-off lives in the store (SQLite or Redis), so an open one keeps working after a
 restart. Without a staff channel the resident still gets the notice and, later, the timeout
@@ -36,7 +36,6 @@ from bot.store import Handoff, Store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT_MINUTES = 10.0
 # The timeout check runs this often: a fifth of the timeout, kept between these bounds.
 MIN_POLL_SECONDS = 0.1
 MAX_POLL_SECONDS = 30.0
@@ -45,10 +44,11 @@ MAX_CANDIDATES = 3
 INTERNAL_PREFIXES = ("//", "／／")
 CHANNEL_LABELS = {"line": "LINE", "web": "Web", "slack": "Slack", "cli": "CLI"}
 
-# What staff read in the hand-off thread.
+# Notices posted to staff in the hand-off thread.
 RELAY = "住民：{text}"
 RESIDENT_PHOTO = "住民が写真を送りました（写真は転送しません）。文字で送るよう案内しました。"
 RESIDENT_CLOSED = "住民が相談を終了しました。以降は madoguchi が自動で答えます。"
+RESIDENT_BLOCKED = "住民が LINE でこのアカウントをブロックしたため、相談を終了しました。"
 STAFF_CLOSED = "対応を終了しました。住民に終了を伝え、以降は madoguchi が自動で答えます。"
 TIMED_OUT = (
     "{minutes:g} 分たっても対応する人がいなかったため、住民に窓口の問い合わせ先を"
@@ -66,21 +66,12 @@ UNKNOWN_HANDOFF = "この相談は見つかりませんでした。"
 
 
 class Bridge:
-    """Carry one hand-off's messages between LINE and the staff channel, and watch timeouts."""
+    """Carry hand-off messages between LINE and the staff channel, and watch for timeouts."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        assistant: Assistant,
-        store: Store,
-        line_sender: line.Sender | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, assistant: Assistant, store: Store) -> None:
         self.assistant = assistant
         self.store = store
-        # NOTE: Settings has no handoff_timeout_minutes field yet; until it does, the default
-        # applies unless a Settings subclass provides one.
-        minutes = float(getattr(settings, "handoff_timeout_minutes", DEFAULT_TIMEOUT_MINUTES))
-        self.timeout_seconds = minutes * 60
+        self.timeout_seconds = settings.handoff_timeout_minutes * 60
         self.poll_seconds = min(MAX_POLL_SECONDS, max(MIN_POLL_SECONDS, self.timeout_seconds / 5))
         self.staff_channel = settings.slack_staff_channel
         self.slack: WebClient | None = None
@@ -91,15 +82,18 @@ class Bridge:
                 timeout=10,
             )
             self.slack.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
-        self.line = line_sender
-        self._owns_sender = False
-        if self.line is None and settings.line_channel_access_token is not None:
+        self.line: line.Sender | None = None
+        if settings.line_channel_access_token is not None:
             self.line = line.Sender(settings)
-            self._owns_sender = True
+            if self.slack is None:
+                log.info(
+                    "LINE hand-offs are not posted to Slack: set SLACK_BOT_TOKEN and "
+                    "MADOGUCHI_SLACK_STAFF_CHANNEL"
+                )
         self._choice_labels = self._labels()
 
     def close(self) -> None:
-        if self._owns_sender and self.line is not None:
+        if self.line is not None:
             self.line.close()
 
     # -- from the resident -----------------------------------------------------------------
@@ -144,6 +138,9 @@ class Bridge:
     def resident_photo(self, handoff: Handoff) -> str:
         return self._post_in_thread(handoff, RESIDENT_PHOTO)
 
+    def resident_blocked(self, handoff: Handoff) -> None:
+        self._post_in_thread(handoff, RESIDENT_BLOCKED)
+
     def resident_closed(self, handoff_id: str) -> None:
         handoff = self.store.handoff(handoff_id)
         if handoff is not None:
@@ -177,7 +174,7 @@ class Bridge:
         if self.line is None or current.channel != "line":
             self._post_in_thread(current, NOT_SENT_NO_LINE)
             return "not sent: LINE off"
-        # A staff member who answers has taken the hand-off, so no timeout message follows.
+        # A staff member who replies has taken the hand-off, so no timeout message follows.
         self.store.pick_handoff(current.id, staff)
         retry_key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"slack-message:{message_key}"))
         outcome = self._push(current, f"{messages.STAFF_PREFIX}{text.strip()}", retry_key)
@@ -214,13 +211,13 @@ class Bridge:
         self._post_in_thread(handoff, STAFF_CLOSED)
         return handoff, None
 
-    # -- nobody answered -------------------------------------------------------------------
+    # -- timeouts --------------------------------------------------------------------------
 
     def check_timeouts(self) -> int:
-        """Tell residents whose hand-off nobody picked up in time where to call; return how many.
+        """Push the office's contact details for hand-offs no one took in time; return the count.
 
-        Each hand-off is marked before the push, so a failed push is not repeated. One that
-        has no staff thread can never be answered, so it is closed and the bot answers again.
+        Each hand-off is marked before the push, so a failed push is not repeated. Staff never
+        see a hand-off without a thread, so such a hand-off is closed and the bot takes over.
         """
         cutoff = time.time() - self.timeout_seconds
         count = 0

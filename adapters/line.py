@@ -400,7 +400,7 @@ def strip_mentions(content: TextMessageContent) -> str:
 
 
 class ContentError(Exception):
-    """A photo could not be downloaded; `missing` is True when LINE answered 404."""
+    """A photo that could not be downloaded; `missing` is True when LINE returned 404."""
 
     def __init__(self, missing: bool, detail: str) -> None:
         super().__init__(detail)
@@ -495,8 +495,9 @@ class Sender:
     def push(self, to: str, outgoing: list[TextMessage], retry_key: str | None = None) -> str:
         """Push `outgoing` to a person, group or room and return the outcome.
 
-        `retry_key` (a UUID) lets a caller that may send the same message twice, such as a
-        redelivered event, have LINE accept it once; by default each call gets a new key.
+        LINE accepts a push with a given `retry_key` (a UUID) only once. A caller that may send
+        the same message twice, such as for a redelivered event, passes a key derived from that
+        event. Without one, each call gets a new key.
         """
         request = PushMessageRequest(to=to, messages=outgoing)
         # One key for all attempts: LINE accepts a retry key once and returns 409 after that.
@@ -619,7 +620,13 @@ class LineChannel:
             return "ignored: already processed"
         if isinstance(event, UnfollowEvent):
             # Blocked by the person: forget the conversation. Unfollow has no reply token.
-            self.assistant.reset("line", user_key(event.source))
+            key = user_key(event.source)
+            self.assistant.reset("line", key)
+            handoff = self.store.handoff_for(f"line:{key}")
+            if handoff is not None and self.store.close_handoff(handoff.id):
+                if self.bridge is not None:
+                    self.bridge.resident_blocked(handoff)
+                return "state deleted, handoff closed"
             return "state deleted"
         if event.mode == EventMode.STANDBY:
             return "ignored: standby mode"
@@ -662,7 +669,7 @@ class LineChannel:
 
     def _on_image(self, event: MessageEvent, content: ImageMessageContent) -> str:
         # Several photos sent at once arrive as one event each with a shared imageSet id.
-        # The first one to arrive is read and answered; the others are dropped.
+        # Only the first one to arrive is read and gets a reply.
         image_set = content.image_set
         if image_set is not None and not self.store.first_time(f"line:imageset:{image_set.id}"):
             return "ignored: rest of an image set"
@@ -672,7 +679,7 @@ class LineChannel:
             return self._send_text(event, TEXTS["image_external"])
         handoff = self.store.handoff_for(f"line:{user_key(event.source)}")
         if handoff is not None:
-            # The core answers photos without checking for a hand-off, so staff are told here.
+            # The core reads photos without checking for a hand-off, so the check is made here.
             if self.bridge is not None:
                 self.bridge.resident_photo(handoff)
             return "photo during a handoff, " + self._send_text(event, TEXTS["image_in_handoff"])

@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         )
         socket = _start_socket_mode(settings, assistant, store, bridge)
         app.state.slack_socket = socket
-        # Tells residents whose hand-off nobody picked up where to call, also after a restart.
+        # Pushes the office's contact details for hand-offs no one took, also after a restart.
         watcher = asyncio.create_task(bridge.watch(), name="handoff-timeouts")
         try:
             yield

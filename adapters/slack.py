@@ -28,7 +28,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 from fastapi import APIRouter, Request, Response
-from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from slack_sdk import WebClient
@@ -63,8 +63,8 @@ REPLY_WORKERS = 4
 # Replies on which staff can register the question's wording: the bot did not know it.
 TEACHABLE_KINDS = ("fallback", "clarify")
 
-# Shared files are fetched only from Slack's file host (or the Web API host, which is what
-# tests point at a local fake); any other URL in an event is refused without a request.
+# Shared files are fetched only from Slack's file host or from the Web API host, which tests
+# point at a local fake. Any other URL in an event is rejected before a request is made.
 SLACK_FILE_HOST = "files.slack.com"
 MAX_FILE_REDIRECTS = 2
 FILE_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
@@ -263,17 +263,26 @@ class _StaffChannel:
         self, body: dict[str, Any], event: dict[str, Any], client: WebClient, request: BoltRequest
     ) -> None:
         delivery = _Delivery("app_mention", body, event, _retry_num(request))
-        if self._in_handoff_thread(event):
-            self._relay_staff_reply(delivery)
-            return
+        # A mention is a question to the bot, also inside a hand-off thread, where it is
+        # answered in the thread and not sent to the resident.
         root = event.get("thread_ts") or event.get("ts")
         self._answer_event(delivery, client, root, reply_in_thread=True)
 
     def on_message(
-        self, body: dict[str, Any], event: dict[str, Any], client: WebClient, request: BoltRequest
+        self,
+        body: dict[str, Any],
+        event: dict[str, Any],
+        client: WebClient,
+        request: BoltRequest,
+        context: BoltContext,
     ) -> None:
         delivery = _Delivery("message", body, event, _retry_num(request))
+        mentioned = f"<@{context.bot_user_id}>" in str(event.get("text") or "")
         if self._in_handoff_thread(event):
+            if mentioned:
+                # The app_mention event for the same post answers it.
+                delivery.log("ignored:mention_in_handoff")
+                return
             self._relay_staff_reply(delivery)
             return
         # In channels a question reaches the bot as app_mention. The same post may also

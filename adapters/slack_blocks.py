@@ -478,7 +478,12 @@ def _action_button(
 
 def teach_button(phrasing: str) -> dict[str, Any]:
     """Build the 「この表現を登録」 button; its value carries the (redacted) phrasing as JSON."""
-    value = json.dumps({"t": phrasing[:MAX_TEACH_TEXT_CHARS]}, ensure_ascii=False)
+    text = phrasing[:MAX_TEACH_TEXT_CHARS]
+    value = json.dumps({"t": text}, ensure_ascii=False)
+    while len(value) > MAX_BUTTON_VALUE_CHARS:
+        # Quotes and control characters grow when JSON escapes them; cut until it fits.
+        text = text[: len(text) * 3 // 4]
+        value = json.dumps({"t": text}, ensure_ascii=False)
     return _action_button(TEACH_ACTION, BUTTON_TEACH, value)
 
 

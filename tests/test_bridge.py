@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from adapters import slack_blocks
-from adapters.bridge import RELAY, RESIDENT_CLOSED, STAFF_CLOSED
+from adapters.bridge import RELAY, RESIDENT_BLOCKED, RESIDENT_CLOSED, STAFF_CLOSED
 from adapters.server import create_app
 from bot import messages
 from bot.cli import main as madoguchi
@@ -32,6 +32,7 @@ from tests.fakes.slack_api import BOT_USER_ID, TEAM_ID, FakeSlack
 from tests.fakes.slack_api import Call as SlackCall
 from tests.servers import serve
 from tests.test_line import TOKEN as LINE_TOKEN
+from tests.test_line import event as line_event
 from tests.test_line import payload, postback, reply_texts, text
 from tests.test_line import sign as line_sign
 from tests.test_slack import BOT_TOKEN, SIGNING_SECRET, STAFF_CHANNEL, callback
@@ -42,12 +43,6 @@ STAFF = "USTAFF01"
 RESIDENT = "U1"
 # A phrasing the knowledge base does not know: the bot falls back on it.
 UNKNOWN_PHRASE = "画面が真っ青になって何も押せない"
-
-
-class BridgeSettings(Settings):
-    """Settings plus the hand-off timeout, which the core's Settings does not define yet."""
-
-    handoff_timeout_minutes: float = 10
 
 
 # -- harness ------------------------------------------------------------------------------
@@ -254,7 +249,7 @@ def start(
                 slack_api_url=fake_slack.api_url,
                 slack_staff_channel=STAFF_CHANNEL,
             )
-        app = create_app(BridgeSettings(**values))
+        app = create_app(Settings(**values))
         running = serve(app)
         base_url = running.__enter__()
         servers.append(running)
@@ -398,7 +393,39 @@ def test_resident_end_word_closes_handoff(start: Callable[..., Site]) -> None:
     assert site.pushes() == []
 
 
-# -- nobody picks it up -------------------------------------------------------------------
+def test_mention_in_handoff_thread_asks_bot(start: Callable[..., Site]) -> None:
+    site = start()
+    site.reply_to(site.resident_says("職員と話したい"))
+    root = site.handoff_post()
+    ts = f"{time.time():.6f}"
+    question = f"<@{BOT_USER_ID}> ご利用いただけないカードです 住基カード"
+    common = {"user": STAFF, "text": question, "ts": ts, "thread_ts": root.result["ts"]}
+    channel = root.result["channel"]
+
+    # Slack sends one post that mentions the bot as both event types.
+    site.post_event({"type": "message", "channel": channel, "channel_type": "channel", **common})
+    site.post_event({"type": "app_mention", "channel": channel, **common})
+    answer = site.wait_post(lambda c: "エラー1" in json.dumps(c.body, ensure_ascii=False))
+    site.wait_log("ignored:mention_in_handoff")
+
+    assert answer.body["thread_ts"] == root.result["ts"]
+    assert site.pushes() == []
+
+
+def test_blocking_account_closes_handoff(start: Callable[..., Site]) -> None:
+    site = start()
+    site.reply_to(site.resident_says("職員と話したい"))
+    root = site.handoff_post()
+
+    site.deliver(line_event("unfollow"))
+    site.wait_post(lambda c: c.body["text"] == RESIDENT_BLOCKED)
+
+    handoff = site.store().handoff_by_thread(root.result["channel"], root.result["ts"])
+    assert handoff is not None
+    assert handoff.status == "closed"
+
+
+# -- no staff member takes it --------------------------------------------------------------
 
 
 def test_timeout_message_pushed_once(start: Callable[..., Site]) -> None:
@@ -438,7 +465,7 @@ def test_line_only_handoff_without_slack(start: Callable[..., Site]) -> None:
     assert "職員におつなぎします" in reply_texts(site.reply_to(ask))[0]
     (push,) = site.line.wait_calls(PUSH, 1)
     assert "お急ぎの場合" in push_texts(push)
-    # Nobody can answer without a staff channel, so the bot takes the conversation back.
+    # Without a staff channel no one can reply, so the bot takes the conversation back.
     again = site.resident_says("ご利用いただけないカードです")
     assert site.reply_to(again).body["messages"][-1]["quickReply"]["items"]
     assert site.slack.calls == []

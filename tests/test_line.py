@@ -31,15 +31,24 @@ from linebot.v3.webhooks import TextMessageContent
 
 from adapters import line
 from adapters.server import create_app
+from bot import messages
 from bot.models import Reply
 from bot.settings import Settings
 from bot.store import SQLiteStore
-from tests.fakes.line_api import LOADING, PUSH, REPLY, FakeLineApi, payload_problems
+from tests.fakes.line_api import (
+    CONTENT_PREFIX,
+    LOADING,
+    PUSH,
+    REPLY,
+    FakeLineApi,
+    payload_problems,
+)
 
 SECRET = "test-channel-secret"
 TOKEN = "test-access-token"
 ROOT = Path(__file__).resolve().parent.parent
 CARD_ERROR = "ご利用いただけないカードです"
+PIN_PHOTO = ROOT.parent / "shared" / "eval" / "images" / "photo_mild-07.jpg"
 
 
 # -- harness ------------------------------------------------------------------------------------
@@ -555,8 +564,8 @@ def test_standby_sends_nothing(h: Harness) -> None:
 
 # -- other message types ------------------------------------------------------------------------
 
+IMAGE = {"type": "image", "contentProvider": {"type": "line"}}
 NON_TEXT = {
-    "image": {"type": "image", "contentProvider": {"type": "line"}},
     "sticker": {
         "type": "sticker",
         "packageId": "446",
@@ -579,16 +588,114 @@ def test_non_text_message_gets_kind_reply(h: Harness, kind: str) -> None:
     assert "文字で送ってください" in reply_texts(reply)[0]
 
 
-def test_image_set_gets_one_reply(h: Harness) -> None:
+def image_event(message_id: str, **content: Any) -> dict[str, Any]:
+    return message({**IMAGE, "id": message_id, **content})
+
+
+def content_calls(h: Harness) -> list[Any]:
+    return [c for c in h.api.calls if c.path.startswith(CONTENT_PREFIX) and c.method == "GET"]
+
+
+@pytest.fixture
+def pin_photo() -> bytes:
+    if not PIN_PHOTO.is_file():
+        pytest.skip(f"evaluation photo not found: {PIN_PHOTO}")
+    return PIN_PHOTO.read_bytes()
+
+
+def test_photo_read_and_answered(h: Harness, pin_photo: bytes) -> None:
+    h.api.content["100001"] = pin_photo
+    h.deliver(image_event("100001"))
+    reply = h.api.wait_calls(REPLY, 1, timeout=30)[0]
+
+    (download,) = content_calls(h)
+    assert download.path == "/v2/bot/message/100001/content"
+    assert download.headers["authorization"] == f"Bearer {TOKEN}"
+    answer = "".join(reply_texts(reply))
+    assert "写真から次の文字を読み取りました" in answer
+    assert "暗証番号が間違っております" in answer
+    assert payload_problems(reply.body) == []
+
+
+def test_photo_never_written_to_disk(h: Harness, pin_photo: bytes, tmp_path: Path) -> None:
+    before = {p for p in tmp_path.rglob("*") if p.is_file()}
+    h.api.content["100002"] = pin_photo
+    h.deliver(image_event("100002"))
+    h.api.wait_calls(REPLY, 1, timeout=30)
+
+    written = {p for p in tmp_path.rglob("*") if p.is_file()} - before
+    assert all(p.name.startswith("line.sqlite3") for p in written), written
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert pin_photo[:4096] not in path.read_bytes()
+
+
+def test_external_photo_not_downloaded(h: Harness) -> None:
+    external = {
+        "type": "external",
+        "originalContentUrl": "https://photos.example.com/kiosk.jpg",
+        "previewImageUrl": "https://photos.example.com/kiosk-preview.jpg",
+    }
+    h.deliver(image_event("100003", contentProvider=external))
+    reply = h.api.wait_calls(REPLY, 1)[0]
+
+    assert reply_texts(reply) == [line.TEXTS["image_external"]]
+    assert content_calls(h) == []
+
+
+def test_missing_photo_asks_to_resend(h: Harness) -> None:
+    h.deliver(image_event("100004"))
+    reply = h.api.wait_calls(REPLY, 1)[0]
+
+    assert reply_texts(reply) == [line.TEXTS["image_missing"]]
+    assert "もう一度送ってください" in reply_texts(reply)[0]
+    assert [c.status for c in content_calls(h)] == [404]
+    assert h.store.load("line:U1") is None  # the core never ran
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(b"%PDF-1.7 not a photo", "not_image"), (b"\xff\xd8\xff" + b"cut off" * 50, "corrupt")],
+)
+def test_unreadable_photo_gets_clear_reply(h: Harness, content: bytes, reason: str) -> None:
+    h.api.content["100007"] = content
+    h.deliver(image_event("100007"))
+    reply = h.api.wait_calls(REPLY, 1)[0]
+
+    assert messages.IMAGE_REJECTED[reason] in "".join(reply_texts(reply))
+
+
+def test_failing_photo_download_gets_apology(h: Harness) -> None:
+    h.api.fail_next("/v2/bot/message/100005/content", 500)
+    h.deliver(image_event("100005"))
+    reply = h.api.wait_calls(REPLY, 1)[0]
+
+    assert reply_texts(reply) == [line.TEXTS["image_failed"]]
+
+
+def test_image_set_gets_one_reply(h: Harness, pin_photo: bytes) -> None:
+    for index in (1, 2, 3):
+        h.api.content[f"20000{index}"] = pin_photo
     images = [
-        message({**NON_TEXT["image"], "imageSet": {"id": "S1", "index": i, "total": 3}})
-        for i in (1, 2, 3)
+        image_event(f"20000{i}", imageSet={"id": "S1", "index": i, "total": 3}) for i in (1, 2, 3)
     ]
     h.deliver(*images)
-    outcomes = h.wait_outcomes(3)
+    outcomes = h.wait_outcomes(3, timeout=30)
 
     assert len(h.api.calls_to(REPLY)) == 1
     assert sum("image set" in o for o in outcomes) == 2
+    assert len(content_calls(h)) == 1
+    assert "暗証番号が間違っております" in "".join(reply_texts(h.api.calls_to(REPLY)[0]))
+
+
+def test_photo_during_handoff_not_read(h: Harness) -> None:
+    h.deliver(text("職員と話したい"))
+    h.api.wait_calls(REPLY, 1)
+    h.deliver(image_event("100006"))
+    reply = h.api.wait_calls(REPLY, 2)[1]
+
+    assert reply_texts(reply) == [line.TEXTS["image_in_handoff"]]
+    assert content_calls(h) == []
 
 
 # -- rich menu ----------------------------------------------------------------------------------
@@ -618,7 +725,7 @@ def test_rich_menu_definition_is_uploadable() -> None:
     assert labels == ["エラーを調べる", "使い方", "職員に相談"]
 
 
-@pytest.mark.parametrize("key", ["errors", "usage", "staff"])
+@pytest.mark.parametrize("key", ["errors", "usage"])
 def test_rich_menu_buttons_answered(h: Harness, key: str) -> None:
     h.deliver(postback(json.dumps({"menu": key})))
     h.deliver(text(line.MENU_LABELS[key], source={"type": "user", "userId": "U2"}))
@@ -626,6 +733,29 @@ def test_rich_menu_buttons_answered(h: Harness, key: str) -> None:
 
     assert reply_texts(calls[0]) == reply_texts(calls[1])
     assert h.store.load("line:U1") is None  # menu buttons do not reach the core
+
+
+def test_rich_menu_staff_button_hands_off(h: Harness) -> None:
+    h.deliver(postback(json.dumps({"menu": "staff"})))
+    h.deliver(text(line.MENU_LABELS["staff"], source={"type": "user", "userId": "U2"}))
+    calls = h.api.wait_calls(REPLY, 2)
+
+    city = h.app.state.assistant.kb.municipality
+    assert reply_texts(calls[0]) == [messages.handoff_opened(city)]
+    assert reply_texts(calls[1]) == [messages.handoff_opened(city)]
+    assert h.store.handoff_for("line:U1") is not None
+    assert h.store.handoff_for("line:U2") is not None
+
+
+def test_messages_during_handoff_get_no_reply(h: Harness) -> None:
+    h.deliver(text("職員と話したい"))
+    h.api.wait_calls(REPLY, 1)
+    h.deliver(text(CARD_ERROR))
+    outcomes = h.wait_outcomes(2)
+
+    # No staff channel is set, so the message is not relayed, but the bot stays quiet.
+    assert "not posted" in outcomes[1]
+    assert len(h.api.calls_to(REPLY)) == 1
 
 
 def test_menu_errors_starts_over(h: Harness) -> None:

@@ -12,10 +12,12 @@ import hmac
 import json
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -28,14 +30,31 @@ from fastapi import FastAPI
 
 from adapters import slack_blocks
 from adapters.server import create_app
-from adapters.slack import COMMAND, SocketMode, build_app, start_socket_mode
+from adapters.slack import (
+    COMMAND,
+    FILE_REFUSED,
+    FileFetcher,
+    SocketMode,
+    build_app,
+    start_socket_mode,
+)
+from bot import messages
 from bot.assistant import Assistant
 from bot.knowledge import KnowledgeBase
 from bot.models import Message, Reply
+from bot.ocr import MAX_IMAGE_BYTES
 from bot.settings import Settings
 from bot.store import SQLiteStore
 from tests.conftest import KNOWLEDGE, ROOT
-from tests.fakes.slack_api import BOT_ID, BOT_USER_ID, TEAM_ID, Call, FakeSlack, block_kit_problems
+from tests.fakes.slack_api import (
+    BOT_ID,
+    BOT_USER_ID,
+    FILE_DOWNLOAD,
+    TEAM_ID,
+    Call,
+    FakeSlack,
+    block_kit_problems,
+)
 from tests.servers import serve
 
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
@@ -45,6 +64,7 @@ STAFF_CHANNEL = "CSTAFF01"
 DM_CHANNEL = "DSTAFF01"
 STAFF_USER = "USTAFF01"
 CARD_ERROR = "ご利用いただけないカードです"
+PIN_PHOTO = ROOT.parent / "shared" / "eval" / "images" / "photo_mild-07.jpg"
 
 
 # -- harness ------------------------------------------------------------------------------
@@ -736,11 +756,193 @@ def test_every_knowledge_answer_renders_within_limits(kb: KnowledgeBase) -> None
             )
 
 
+def test_huge_handoff_fits_block_kit_limits() -> None:
+    transcript = [f"<!channel> 用紙&トナー {n} " + "あ" * 2000 for n in range(10)]
+    candidates = ["エラー7「暗証番号の間違い」（一致度 0.90）"] * 3
+
+    payload = slack_blocks.render_handoff(
+        "h" * 32,
+        "LINE",
+        transcript,
+        candidates,
+        "エラー7・原因7a",
+        transcript[0],
+        "【市の職員より】",
+    )
+    updated = slack_blocks.render_handoff_status(
+        payload["blocks"], "h" * 32, "<@USTAFF01> さんが対応しています。", picked=True, closed=False
+    )
+
+    assert block_kit_problems(payload) == []
+    assert block_kit_problems(updated) == []
+    shown = [b["text"]["text"] for b in payload["blocks"] if b["type"] in ("section", "header")]
+    assert all("<!channel>" not in text for text in shown)
+    assert "&lt;!channel&gt;" in shown[1]
+    assert [e["text"]["text"] for e in payload["blocks"][-1]["elements"]] == [
+        "対応する",
+        "対応終了",
+        "この表現を登録",
+    ]
+    assert [e["text"]["text"] for e in updated["blocks"][-1]["elements"]] == [
+        "対応終了",
+        "この表現を登録",
+    ]
+
+
+@pytest.mark.parametrize("phrasing", ["画面が真っ青" * 400, '"' * 1500, "\x01" * 1500])
+def test_teach_button_value_stays_valid(phrasing: str) -> None:
+    button = slack_blocks.teach_button(phrasing)
+
+    assert len(button["value"]) <= slack_blocks.MAX_BUTTON_VALUE_CHARS
+    carried = slack_blocks.teach_text_of(button["value"])
+    assert carried is not None
+    assert phrasing.startswith(carried)
+
+
 def test_reply_without_text_has_fallback() -> None:
     payload = slack_blocks.render(Reply(user="u", kind="notice", text=""), "C1:x:U1")
 
     assert payload["text"].strip()
     assert block_kit_problems(payload) == []
+
+
+# -- photos shared with the bot -----------------------------------------------------------
+
+
+def shared_file(url: str, size: int, mimetype: str = "image/jpeg") -> dict[str, Any]:
+    return {
+        "id": "F0PHOTO",
+        "name": "kiosk.jpg",
+        "mimetype": mimetype,
+        "filetype": "jpg",
+        "size": size,
+        "url_private": url,
+        "url_private_download": url,
+    }
+
+
+class RecordingServer:
+    """A loopback HTTP server that only counts the requests it receives."""
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                recorder.hits.append(self.path)
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> RecordingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def pin_photo() -> bytes:
+    if not PIN_PHOTO.is_file():
+        pytest.skip(f"evaluation photo not found: {PIN_PHOTO}")
+    return PIN_PHOTO.read_bytes()
+
+
+def test_photo_in_mention_answered(slack: Slack, pin_photo: bytes) -> None:
+    url = slack.fake.serve_file("kiosk.jpg", pin_photo)
+    event = mention("この画面です", "1700000080.000100", files=[shared_file(url, len(pin_photo))])
+
+    slack.event(event, "EvPhoto1")
+
+    (post,) = slack.fake.wait_for_messages(1, "chat.postMessage")
+    (download,) = [c for c in slack.fake.calls if c.method == FILE_DOWNLOAD]
+    assert download.authorization == f"Bearer {BOT_TOKEN}"
+    text = block_text(post.body["blocks"])
+    assert "写真から読み取った文字" in text
+    assert "暗証番号が間違っております" in text
+    assert "エラー7" in text
+    assert post.body["thread_ts"] == "1700000080.000100"
+
+
+def test_photo_in_direct_message_answered(slack: Slack, pin_photo: bytes) -> None:
+    url = slack.fake.serve_file("dm.jpg", pin_photo)
+    event = direct_message(
+        "", "1700000081.000100", subtype="file_share", files=[shared_file(url, len(pin_photo))]
+    )
+
+    slack.event(event, "EvPhoto2")
+
+    (post,) = slack.fake.wait_for_messages(1, "chat.postMessage")
+    assert post.body["channel"] == DM_CHANNEL
+    assert "暗証番号が間違っております" in block_text(post.body["blocks"])
+
+
+def test_photo_on_other_host_not_fetched(slack: Slack) -> None:
+    with RecordingServer() as elsewhere:
+        url = f"{elsewhere.url}/files/kiosk.jpg"
+        slack.event(
+            mention("この画面です", "1700000082.000100", files=[shared_file(url, 1000)]),
+            "EvPhoto3",
+        )
+        (post,) = slack.fake.wait_for_messages(1, "chat.postMessage")
+
+    assert elsewhere.hits == []
+    assert [c for c in slack.fake.calls if c.method == FILE_DOWNLOAD] == []
+    assert FILE_REFUSED in block_text(post.body["blocks"])
+
+
+def test_file_fetcher_allows_only_slack_hosts() -> None:
+    fetcher = FileFetcher("xoxb-token", "http://127.0.0.1:8123/api/")
+
+    assert fetcher.allowed("https://files.slack.com/files-pri/T1-F1/download/a.jpg")
+    assert fetcher.allowed("http://127.0.0.1:8123/files/a.jpg")
+    assert not fetcher.allowed("http://files.slack.com/files-pri/T1-F1/a.jpg")
+    assert not fetcher.allowed("https://files.slack.com.example.com/a.jpg")
+    assert not fetcher.allowed("http://127.0.0.1:8124/files/a.jpg")
+    assert not fetcher.allowed("http://localhost:8123/files/a.jpg")
+    assert not fetcher.allowed("https://user@evil.example.com/a.jpg")
+    assert not fetcher.allowed("file:///etc/passwd")
+    assert not fetcher.allowed("https://files.slack.com:99999/a.jpg")
+
+
+def test_oversized_photo_download_stops(slack: Slack) -> None:
+    url = slack.fake.serve_file("big.jpg", b"\xff\xd8\xff" + b"\0" * MAX_IMAGE_BYTES, chunked=True)
+    slack.event(mention("大きい写真", "1700000083.000100", files=[shared_file(url, 0)]), "EvPhoto4")
+
+    (post,) = slack.fake.wait_for_messages(1, "chat.postMessage")
+    assert messages.IMAGE_REJECTED["too_large"] in block_text(post.body["blocks"])
+
+
+def test_declared_oversized_photo_not_downloaded(slack: Slack) -> None:
+    url = slack.fake.serve_file("huge.jpg", b"\xff\xd8\xff")
+    event = mention("写真", "1700000084.000100", files=[shared_file(url, MAX_IMAGE_BYTES + 1)])
+
+    slack.event(event, "EvPhoto5")
+
+    (post,) = slack.fake.wait_for_messages(1, "chat.postMessage")
+    assert messages.IMAGE_REJECTED["too_large"] in block_text(post.body["blocks"])
+    assert [c for c in slack.fake.calls if c.method == FILE_DOWNLOAD] == []
+
+
+def test_corrupt_photo_gets_clear_reply(slack: Slack) -> None:
+    url = slack.fake.serve_file("broken.jpg", b"\xff\xd8\xff" + b"broken" * 100)
+    slack.event(mention("写真", "1700000085.000100", files=[shared_file(url, 603)]), "EvPhoto6")
+
+    (post,) = slack.fake.wait_for_messages(1, "chat.postMessage")
+    assert messages.IMAGE_REJECTED["corrupt"] in block_text(post.body["blocks"])
 
 
 # -- logging ------------------------------------------------------------------------------
