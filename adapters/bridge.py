@@ -222,9 +222,9 @@ class Bridge:
         cutoff = time.time() - self.timeout_seconds
         count = 0
         for handoff in self.store.unanswered_handoffs(cutoff):
-            # NOTE: two processes sharing one database can both reach this line for the same
-            # hand-off, because marking it does not report whether it was already marked.
-            self.store.mark_timeout_notified(handoff.id)
+            # Only the worker that marks it first tells the resident.
+            if not self.store.mark_timeout_notified(handoff.id):
+                continue
             count += 1
             text = messages.handoff_timeout(self.assistant.kb.municipality)
             outcome = "not pushed"

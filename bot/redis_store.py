@@ -90,6 +90,9 @@ MARK_TIMEOUT_NOTIFIED = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
     return 0
 end
+if redis.call('HGET', KEYS[1], 'timeout_notified') == '1' then
+    return 0
+end
 redis.call('HSET', KEYS[1], 'timeout_notified', '1')
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
@@ -258,11 +261,13 @@ class RedisStore:
             if handoff.status == "waiting" and not handoff.timeout_notified
         ]
 
-    def mark_timeout_notified(self, handoff_id: str) -> None:
-        self._mark_timeout_notified(
+    def mark_timeout_notified(self, handoff_id: str) -> bool:
+        """Mark that the person was told no one picked the hand-off up; False if already marked."""
+        marked = self._mark_timeout_notified(
             keys=[self._key("handoff", handoff_id), self._key("handoffs", "unanswered")],
             args=[handoff_id],
         )
+        return bool(marked)
 
     def handoffs(self, since: float = 0.0) -> list[Handoff]:
         return self._handoffs(self._ids(self._key("handoffs"), since, "+inf"))

@@ -62,7 +62,10 @@ def test_photo_not_stored(assistant: Assistant, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("ocr_text", "error_id"),
     [
-        ("証明書交付サービス\nただ今、証明書を印刷しています。\nしばらくお待ちください。\n終了", None),
+        (
+            "証明書交付サービス\nただ今、証明書を印刷しています。\nしばらくお待ちください。\n終了",
+            None,
+        ),
         ("証明書交付サービス\n暗証番号（数字4桁）を入力してください。\n終了", None),
         ("証明書交付サービス\n料金を投入してください\n300円\n終了", None),
         (

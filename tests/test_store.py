@@ -301,7 +301,7 @@ def test_handoff_thread_moves(store: Store) -> None:
 
 def test_handoff_unknown_id_changes_nothing(store: Store) -> None:
     store.set_handoff_thread("missing", "C1", "1.0")
-    store.mark_timeout_notified("missing")
+    assert store.mark_timeout_notified("missing") is False
 
     assert store.pick_handoff("missing", "staff-1") is False
     assert store.close_handoff("missing") is False
@@ -395,7 +395,8 @@ def test_mark_timeout_notified(store: Store) -> None:
     first = store.open_handoff("line:U1", "line", "U1")
     second = store.open_handoff("line:U2", "line", "U2")
 
-    store.mark_timeout_notified(first.id)
+    assert store.mark_timeout_notified(first.id) is True
+    assert store.mark_timeout_notified(first.id) is False
 
     notified = store.handoff(first.id)
     assert notified is not None
