@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from bot.knowledge import PLACEHOLDER, KnowledgeBase
 from bot.normalize import compact, mask_numbers
@@ -102,10 +102,17 @@ class Pattern:
     weights: tuple[float, ...]
 
     def align(self, query: str) -> float:
+        return self.align_scored(query, {s: fuzz.partial_ratio(s, query) for s in self.sentences})
+
+    def align_scored(self, query: str, ratios: dict[str, float]) -> float:
+        """Combine per-sentence partial ratios (0-100) already computed for this query."""
         total = sum(self.weights)
-        if not total:
+        if not total or len(query) < MIN_ALIGNED_CHARS:
             return 0.0
-        found = sum(w * align(s, query) for s, w in zip(self.sentences, self.weights, strict=True))
+        found = sum(
+            weight * ratios.get(sentence, 0.0) / 100 * min(1.0, len(query) / len(sentence))
+            for sentence, weight in zip(self.sentences, self.weights, strict=True)
+        )
         return found / total
 
 
@@ -176,6 +183,10 @@ class Matcher:
         for index, entry in enumerate(self._entries):
             for term, weight in entry.vector.items():
                 self._postings.setdefault(term, []).append((index, weight))
+        # Every distinct screen-text sentence, aligned against a query in one batch call.
+        self._sentences = sorted(
+            {s for e in self._entries for p in e.patterns for s in p.sentences}
+        )
         self._keywords: PhraseSet[int] = PhraseSet(
             (index, phrase)
             for index, entry in enumerate(self._entries)
@@ -196,12 +207,18 @@ class Matcher:
         hits: dict[int, list[str]] = {}
         for index, phrase in self._keywords.found(query):
             hits.setdefault(index, []).append(phrase.raw)
+        ratios: dict[str, float] = {}
+        if len(masked) >= MIN_ALIGNED_CHARS:
+            for sentence, ratio, _ in process.extract(
+                masked, self._sentences, scorer=fuzz.partial_ratio, limit=None
+            ):
+                ratios[sentence] = ratio
         similarity = [0.0] * len(self._entries)
         for term, weight in vector.items():
             for index, entry_weight in self._postings.get(term, ()):
                 similarity[index] += weight * entry_weight
         scores = [
-            self._score(entry, tuple(hits.get(index, ())), masked, similarity[index], named)
+            self._score(entry, tuple(hits.get(index, ())), masked, ratios, similarity[index], named)
             for index, entry in enumerate(self._entries)
         ]
         scores.sort(key=lambda s: s.score, reverse=True)
@@ -212,10 +229,11 @@ class Matcher:
         entry: _Entry,
         hits: tuple[str, ...],
         masked: str,
+        ratios: dict[str, float],
         similarity: float,
         named: set[str],
     ) -> Score:
-        screen = max((p.align(masked) for p in entry.patterns), default=0.0)
+        screen = max((p.align_scored(masked, ratios) for p in entry.patterns), default=0.0)
         keyword = 1 - (1 - KEYWORD_WEIGHT) ** len(hits)
         combined = 1 - (1 - screen**2) * (1 - keyword) * (1 - SIMILARITY_WEIGHT * similarity)
         if entry.kind == "error" and entry.id in named:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 from bot.normalize import compact, to_hiragana
@@ -112,6 +112,8 @@ class Phrase:
     reading: str
     lemmas: tuple[str, ...] = ()
     pattern: re.Pattern[str] | None = field(default=None, compare=False)
+    # Whether the lemma sequence is also matched (see _inflects); computed once in of().
+    by_lemma: bool = False
 
     @classmethod
     def of(cls, raw: str) -> Phrase:
@@ -119,7 +121,8 @@ class Phrase:
             source = raw[len(REGEX_PREFIX) :]
             return cls(raw=raw, compact=source, reading="", pattern=re.compile(source))
         text = Text.of(raw)
-        return cls(raw=raw, compact=text.compact, reading=text.reading, lemmas=text.lemmas)
+        phrase = cls(raw=raw, compact=text.compact, reading=text.reading, lemmas=text.lemmas)
+        return replace(phrase, by_lemma=phrase._inflects())
 
     def found_in(self, text: Text) -> bool:
         if self.pattern is not None:
@@ -128,7 +131,7 @@ class Phrase:
             return True
         if len(self.reading) >= MIN_READING_CHARS and self._surface_in(text.reading, self.reading):
             return True
-        return self._inflects() and self._lemmas_in(text.lemmas)
+        return self.by_lemma and self._lemmas_in(text.lemmas)
 
     def _inflects(self) -> bool:
         # One word is already covered by the surface match, unless the phrase is a verb in a
@@ -174,8 +177,15 @@ class Phrase:
         return False
 
 
+# PhraseSet keys are a phrase's first KEY_CHARS characters (or all of a shorter phrase).
+KEY_CHARS = 3
+
+
 def _windows(text: str) -> frozenset[str]:
-    return frozenset(text[i : i + 2] for i in range(len(text) - 1))
+    """Return every substring of 2 to KEY_CHARS characters: the keys a phrase may start with."""
+    return frozenset(
+        text[i : i + size] for size in range(2, KEY_CHARS + 1) for i in range(len(text) - size + 1)
+    )
 
 
 K = TypeVar("K")
@@ -201,10 +211,10 @@ class PhraseSet(Generic[K]):
         if phrase.pattern is not None or len(phrase.compact) < 2:
             self._always.append(item)
             return
-        self._by_surface[phrase.compact[:2]].append(item)
+        self._by_surface[phrase.compact[:KEY_CHARS]].append(item)
         if len(phrase.reading) >= MIN_READING_CHARS:
-            self._by_reading[phrase.reading[:2]].append(item)
-        if phrase.lemmas and phrase._inflects():
+            self._by_reading[phrase.reading[:KEY_CHARS]].append(item)
+        if phrase.lemmas and phrase.by_lemma:
             self._by_lemma[phrase.lemmas[0]].append(item)
 
     def found(self, text: Text) -> list[tuple[K, Phrase]]:
