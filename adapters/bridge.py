@@ -60,9 +60,20 @@ NOT_SENT_FAILED = (
     "返信を住民の LINE に届けられませんでした。少し時間をおいて、もう一度書き込んでください。"
 )
 NOT_SENT_FILES = "写真やファイルは住民に送れません。文字で書いてください。"
+SENT_SHORTENED = (
+    "返信が長すぎるため、LINE のメッセージ {count} 通に収まる先頭の約 {sent:,} 文字だけを"
+    "住民に送りました（返信は全部で {total:,} 文字）。続きは、分けて書き込んでください。"
+)
 ALREADY_PICKED = "この相談は、すでに <@{user}> さんが対応しています。"
 ALREADY_CLOSED = "この相談は、すでに終了しています。"
 UNKNOWN_HANDOFF = "この相談は見つかりませんでした。"
+
+# Outcomes of a 「対応する」 or 「対応終了」 click, logged as they are.
+PICKED = "picked"
+CLOSED = "closed"
+ALREADY_PICKED_BY_OTHER = "already_picked"
+ALREADY_ENDED = "already_closed"
+NOT_FOUND = "not_found"
 
 
 class Bridge:
@@ -140,11 +151,14 @@ class Bridge:
 
     def resident_blocked(self, handoff: Handoff) -> None:
         self._post_in_thread(handoff, RESIDENT_BLOCKED)
+        self.show_status(handoff, slack_blocks.status_closed(slack_blocks.STATUS_CLOSED_BLOCKED))
 
     def resident_closed(self, handoff_id: str) -> None:
         handoff = self.store.handoff(handoff_id)
         if handoff is not None:
             self._post_in_thread(handoff, RESIDENT_CLOSED)
+            status = slack_blocks.status_closed(slack_blocks.STATUS_CLOSED_BY_RESIDENT)
+            self.show_status(handoff, status)
 
     # -- from staff ------------------------------------------------------------------------
 
@@ -175,41 +189,61 @@ class Bridge:
             self._post_in_thread(current, NOT_SENT_NO_LINE)
             return "not sent: LINE off"
         # A staff member who replies has taken the hand-off, so no timeout message follows.
-        self.store.pick_handoff(current.id, staff)
+        picked = self.store.pick_handoff(current.id, staff)
         retry_key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"slack-message:{message_key}"))
-        outcome = self._push(current, f"{messages.STAFF_PREFIX}{text.strip()}", retry_key)
+        reply = f"{messages.STAFF_PREFIX}{text.strip()}"
+        outcome = self._push(current, reply, retry_key)
+        if picked:
+            # The post stops offering 「対応する」 once the resident has the reply.
+            log.info("handoff=%s picked by a reply", _short(current.id))
+            self.show_status(current, slack_blocks.status_active(staff))
         if outcome != "pushed":
             self._post_in_thread(current, NOT_SENT_FAILED)
-        elif has_files:
+            return outcome
+        if line.overflows(reply):
+            self._post_in_thread(current, _shortened_notice(reply, len(text.strip())))
+            outcome = "pushed shortened"
+        if has_files:
             self._post_in_thread(current, NOT_SENT_FILES)
         return outcome
 
-    def pick(self, handoff_id: str, staff: str) -> tuple[Handoff | None, str | None]:
-        """Let a staff member take a hand-off; return it and a notice if that was not possible."""
+    def pick(self, handoff_id: str, staff: str) -> tuple[Handoff | None, str]:
+        """Let a staff member take a hand-off; return it and the outcome (PICKED if taken)."""
         picked = self.store.pick_handoff(handoff_id, staff)
         handoff = self.store.handoff(handoff_id)
         if handoff is None:
-            return None, UNKNOWN_HANDOFF
+            return None, NOT_FOUND
         if picked:
             log.info("handoff=%s picked", _short(handoff_id))
-            return handoff, None
+            return handoff, PICKED
         if handoff.status == "closed":
-            return handoff, ALREADY_CLOSED
-        return handoff, ALREADY_PICKED.format(user=handoff.staff or "")
+            return handoff, ALREADY_ENDED
+        return handoff, ALREADY_PICKED_BY_OTHER
 
-    def close_by_staff(self, handoff_id: str) -> tuple[Handoff | None, str | None]:
-        """Close a hand-off from Slack, tell the resident, and return it and any notice."""
+    def close_by_staff(self, handoff_id: str) -> tuple[Handoff | None, str]:
+        """Close a hand-off from Slack, tell the resident, and return it and the outcome."""
         closed = self.store.close_handoff(handoff_id)
         handoff = self.store.handoff(handoff_id)
         if handoff is None:
-            return None, UNKNOWN_HANDOFF
+            return None, NOT_FOUND
         if not closed:
-            return handoff, ALREADY_CLOSED
+            return handoff, ALREADY_ENDED
         log.info("handoff=%s closed by staff", _short(handoff_id))
         if handoff.channel == "line" and self.line is not None:
             self._push(handoff, messages.HANDOFF_ENDED, str(uuid.uuid4()))
         self._post_in_thread(handoff, STAFF_CLOSED)
-        return handoff, None
+        return handoff, CLOSED
+
+    @staticmethod
+    def notice(outcome: str, handoff: Handoff | None) -> str | None:
+        """Return the Japanese notice for the staff member whose click did nothing, if any."""
+        if outcome == NOT_FOUND:
+            return UNKNOWN_HANDOFF
+        if outcome == ALREADY_ENDED:
+            return ALREADY_CLOSED
+        if outcome == ALREADY_PICKED_BY_OTHER and handoff is not None:
+            return ALREADY_PICKED.format(user=handoff.staff or "")
+        return None
 
     # -- timeouts --------------------------------------------------------------------------
 
@@ -231,7 +265,9 @@ class Bridge:
             if handoff.channel == "line" and self.line is not None:
                 outcome = self._push(handoff, text, str(uuid.uuid4()))
             if handoff.thread_ts:
-                self._post_in_thread(handoff, TIMED_OUT.format(minutes=self.timeout_seconds / 60))
+                minutes = self.timeout_seconds / 60
+                self._post_in_thread(handoff, TIMED_OUT.format(minutes=minutes))
+                self.show_status(handoff, slack_blocks.status_timed_out(minutes))
             else:
                 self.store.close_handoff(handoff.id)
             log.info("handoff=%s timed out, resident %s", _short(handoff.id), outcome)
@@ -258,6 +294,34 @@ class Bridge:
         log.info("handoff=%s push outcome=%s", _short(handoff.id), outcome)
         return outcome
 
+    def show_status(self, handoff: Handoff, status: slack_blocks.HandoffStatus) -> bool:
+        """Update the hand-off post in the staff channel to show `status`.
+
+        The post is read back with conversations.history, because it is rebuilt from its own
+        blocks; that needs the history scope of the channel, which thread replies need too.
+        """
+        if self.slack is None or not (handoff.thread_channel and handoff.thread_ts):
+            return False
+        blocks = self._posted_blocks(handoff.thread_channel, handoff.thread_ts)
+        if blocks is None:
+            log.warning("handoff=%s post not updated: post not readable", _short(handoff.id))
+            return False
+        payload = slack_blocks.render_handoff_status(blocks, handoff.id, status)
+        updated = self._call(
+            "chat_update", channel=handoff.thread_channel, ts=handoff.thread_ts, **payload
+        )
+        return updated is not None
+
+    def _posted_blocks(self, channel: str, ts: str) -> list[dict[str, Any]] | None:
+        history = self._call(
+            "conversations_history", channel=channel, latest=ts, oldest=ts, inclusive=True, limit=1
+        )
+        for message in (history or {}).get("messages") or []:
+            if isinstance(message, dict) and message.get("ts") == ts:
+                blocks = message.get("blocks")
+                return blocks if isinstance(blocks, list) and blocks else None
+        return None
+
     def _post_in_thread(self, handoff: Handoff, text: str) -> str:
         if self.slack is None or not (handoff.thread_channel and handoff.thread_ts):
             return "not posted: no staff thread"
@@ -270,14 +334,18 @@ class Bridge:
         return "relayed to staff" if result is not None else "failed: staff thread post"
 
     def _post(self, **kwargs: Any) -> dict[str, Any] | None:
+        return self._call("chat_postMessage", **kwargs)
+
+    def _call(self, method: str, **kwargs: Any) -> dict[str, Any] | None:
+        """Call a Web API method of the staff channel; log and swallow its errors."""
         assert self.slack is not None
         try:
-            response = self.slack.chat_postMessage(**kwargs)
+            response = getattr(self.slack, method)(**kwargs)
         except SlackApiError as exc:
-            log.error("staff channel post failed error=%s", exc.response.get("error"))
+            log.error("staff channel %s failed error=%s", method, exc.response.get("error"))
             return None
         except OSError as exc:
-            log.error("staff channel post failed: %s", type(exc).__name__)
+            log.error("staff channel %s failed: %s", method, type(exc).__name__)
             return None
         return response.data if isinstance(response.data, dict) else None
 
@@ -293,10 +361,15 @@ class Bridge:
         ]
 
     def _phrasing(self, texts: list[str]) -> str | None:
-        """Pick the resident's own words worth registering: the first text that is no button."""
+        """Pick the resident's own words worth registering: the first text that is no button.
+
+        Deleted numbers leave marks that would only get in the way of matching, so they are
+        removed, and a text that was nothing but numbers is skipped.
+        """
         for text in texts:
-            if compact(text) not in self._choice_labels:
-                return text
+            phrasing = slack_blocks.clean_phrasing(text)
+            if phrasing and compact(text) not in self._choice_labels:
+                return phrasing
         return None
 
     def _candidates(self, texts: list[str]) -> list[str]:
@@ -347,3 +420,10 @@ class Bridge:
 
 def _short(handoff_id: str) -> str:
     return handoff_id[:8]
+
+
+def _shortened_notice(reply: str, total: int) -> str:
+    """Tell staff how much of an over-long reply reached the resident."""
+    parts = line.split_text(reply)
+    sent = sum(len(part) for part in parts) - len(line.ELLIPSIS) - len(messages.STAFF_PREFIX)
+    return SENT_SHORTENED.format(count=len(parts), sent=max(sent, 0), total=total)

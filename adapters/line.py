@@ -81,9 +81,14 @@ log = logging.getLogger(__name__)
 # -- what residents read on LINE besides the core's replies ---------------------------------
 
 TEXTS = {
+    # Sent instead of the one-to-one greeting when the account joins a group or room. Only
+    # messages that mention the account are read there, and photos cannot mention anyone.
     "join": (
-        "このグループでは、メッセージの先頭に「@」でこのアカウントを付けて送っていただくと"
-        "お答えします。"
+        "こんにちは。{city}のコンビニ交付サービス（コンビニでの証明書の取得）の案内窓口です。\n"
+        "このグループでは、メッセージの先頭に「@」でこのアカウントを付けて、マルチコピー機の"
+        "画面に出ている文言を送ってください。原因と対処方法をご案内します。\n"
+        "画面の写真は、グループでは読み取れません。写真で確かめたいときは、このアカウントとの"
+        "1対1のトークに送ってください。"
     ),
     "image_external": (
         "ほかのアプリから共有された画像は読み取れません。コピー機の画面の写真をこのトークに"
@@ -246,6 +251,11 @@ def split_text(text: str, limit: int = MAX_TEXT_UNITS, max_parts: int = MAX_MESS
             parts.append(head)
         rest = rest[cut:].lstrip()
     return parts
+
+
+def overflows(text: str, limit: int = MAX_TEXT_UNITS, max_parts: int = MAX_MESSAGES) -> bool:
+    """Tell whether split_text would cut `text` short, because it needs more messages."""
+    return len(split_text(text, limit, max_parts + 1)) > max_parts
 
 
 def _cut_index(text: str, limit: int) -> int:
@@ -642,7 +652,8 @@ class LineChannel:
             self.assistant.reset("line", user_key(event.source))
             return self._send_text(event, self._greeting())
         if isinstance(event, JoinEvent):
-            return self._send_text(event, f"{self._greeting()}\n{TEXTS['join']}")
+            city = self.assistant.kb.municipality.name
+            return self._send_text(event, TEXTS["join"].format(city=city))
         return "ignored: event type not handled"
 
     def _on_message(self, event: MessageEvent) -> str:
@@ -659,6 +670,8 @@ class LineChannel:
                 return self._on_menu(event, menu)
             return self._ask_core(event, text)
         if in_group:
+            # Nothing but a text can mention the account, so a photo or sticker in a group
+            # may be meant for anyone there and gets no reply (the greeting says so).
             return "ignored: no text in a group"
         if isinstance(content, ImageMessageContent):
             return self._on_image(event, content)

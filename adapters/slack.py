@@ -15,9 +15,11 @@ into memory with the bot token, only from Slack's own hosts, and read by the cor
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,10 +36,10 @@ from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_r
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
-from slack_sdk.signature import SignatureVerifier
 from starlette.concurrency import run_in_threadpool
 
 from adapters import slack_blocks
+from adapters.bridge import CLOSED as HANDOFF_CLOSED
 from adapters.bridge import Bridge
 from bot import messages
 from bot.assistant import Assistant
@@ -50,6 +52,7 @@ from bot.store import Handoff, Store
 log = logging.getLogger(__name__)
 
 COMMAND = "/madoguchi"
+SIGNATURE_MAX_AGE_SECONDS = 5 * 60
 CHOICE_ACTION = re.compile(rf"^{slack_blocks.CHOICE_ACTION_PREFIX}\d+$")
 # Message subtypes that are still a person writing; every other subtype (bot_message,
 # message_changed, message_deleted, channel_join, …) is ignored.
@@ -82,16 +85,71 @@ def create_router(
 ) -> APIRouter:
     """Build the router for POST /slack/events (events, the slash command and button clicks)."""
     app = build_app(settings, assistant, store, bridge=bridge)
+    assert settings.slack_signing_secret is not None  # build_app rejects HTTP without it
+    signing_secret = settings.slack_signing_secret.get_secret_value().encode()
     router = APIRouter()
 
     @router.post("/slack/events", include_in_schema=False)
     async def slack_events(request: Request) -> Response:
         body = await request.body()
+        # The signature covers the raw bytes, so it is checked before the body is parsed:
+        # an unsigned request gets 401 whatever it contains.
+        timestamp = request.headers.get("x-slack-request-timestamp", "")
+        signature = request.headers.get("x-slack-signature", "")
+        if not _signature_valid(signing_secret, body, timestamp, signature):
+            log.info(
+                "slack request rejected: invalid signature or stale timestamp=%.20r", timestamp
+            )
+            return _rejected(401, "invalid request")
+        bolt_request = _parse_request(request, body)
+        if bolt_request is None:
+            log.warning("slack request rejected: signed body is not a Slack payload")
+            return _rejected(400, "invalid payload")
         # App.dispatch blocks until the listener calls ack(), so it runs off the event loop.
-        bolt_response = await run_in_threadpool(app.dispatch, to_bolt_request(request, body))
+        bolt_response = await run_in_threadpool(app.dispatch, bolt_request)
         return to_starlette_response(bolt_response)
 
     return router
+
+
+def _signature_valid(signing_secret: bytes, body: bytes, timestamp: str, signature: str) -> bool:
+    """Check Slack's v0 signature, an HMAC-SHA256 of `v0:timestamp:body`, and the timestamp.
+
+    A timestamp more than 5 minutes from now is rejected, as Slack recommends. The HMAC is
+    computed over the raw bytes here because slack_sdk's SignatureVerifier (3.x) decodes
+    the body as UTF-8 first, and raises on other bytes or on a timestamp that is no number.
+    """
+    if not (timestamp.isascii() and timestamp.isdigit() and signature.startswith("v0=")):
+        return False
+    if abs(time.time() - int(timestamp)) > SIGNATURE_MAX_AGE_SECONDS:
+        return False
+    base = b"v0:" + timestamp.encode() + b":" + body
+    expected = "v0=" + hmac.new(signing_secret, base, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, signature)
+
+
+def _parse_request(request: Request, body: bytes) -> BoltRequest | None:
+    """Build Bolt's request from a signed body, or return None when it is not a Slack payload.
+
+    Slack sends UTF-8 JSON (events) or a form whose fields, or whose `payload` field, hold
+    one JSON object (commands, button clicks, modal submissions).
+    """
+    try:
+        bolt_request = to_bolt_request(request, body)
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError):
+        # ValueError covers bytes that are not UTF-8 and text that is not JSON. The others
+        # come from Bolt reading ids out of JSON that is not an object or not nested as
+        # Slack nests it, such as `[1, 2]`.
+        return None
+    if not isinstance(bolt_request.body, dict):
+        return None
+    return bolt_request
+
+
+def _rejected(status: int, reason: str) -> Response:
+    return Response(
+        content=json.dumps({"error": reason}), status_code=status, media_type="application/json"
+    )
 
 
 @dataclass
@@ -179,20 +237,23 @@ def build_app(
     secret = settings.slack_signing_secret
     if not socket_mode and secret is None:
         raise ValueError("Slack over HTTP needs SLACK_SIGNING_SECRET to verify requests")
-    client = WebClient(
-        token=settings.slack_bot_token.get_secret_value(),
-        base_url=settings.slack_api_url,
-        timeout=10,
-    )
-    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
+    # Bolt (slack-bolt 1.30) reads SLACK_BOT_TOKEN from the environment whenever no token is
+    # passed, and warns that it is unused when a client is passed too. So only the token is
+    # passed, and the client Bolt builds from it is pointed at the configured API URL before
+    # any call is made. The token is checked with auth.test right after, on that client.
     app = App(
-        client=client,
+        token=settings.slack_bot_token.get_secret_value(),
+        token_verification_enabled=False,
         # Bolt's own verifier (slack-bolt 1.30) logs the raw request body at INFO on failure,
         # so a quieter middleware with the same checks takes its place.
         request_verification_enabled=False,
         before_authorize=None if secret is None else _signature_check(secret.get_secret_value()),
         process_before_response=False,
     )
+    app.client.base_url = settings.slack_api_url
+    app.client.timeout = 10
+    app.client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
+    app.client.auth_test()
     staff = _StaffChannel(settings, assistant, store, bridge or Bridge(settings, assistant, store))
     app.event("app_mention")(staff.on_mention)
     app.event("message")(staff.on_message)
@@ -202,27 +263,74 @@ def build_app(
     app.action(slack_blocks.CLOSE_ACTION)(staff.on_close)
     app.action(slack_blocks.TEACH_ACTION)(staff.on_teach)
     app.view(slack_blocks.TEACH_VIEW)(staff.on_teach_submit)
+    _ignore_the_rest(app)
     return app
+
+
+def _ignore_the_rest(app: App) -> None:
+    """Acknowledge every request no listener above handles, so Slack gets 200 and not 404.
+
+    Bolt would answer 404 and log the whole request body as a warning. Here each unhandled
+    kind is logged once at INFO and then at DEBUG.
+    """
+    seen: set[str] = set()
+    lock = threading.Lock()
+    anything = re.compile(".*")
+
+    def ignore(ack: Callable[..., None], body: dict[str, Any]) -> None:
+        ack()
+        kind = _request_kind(body)
+        with lock:
+            first = kind not in seen
+            seen.add(kind)
+        log.log(logging.INFO if first else logging.DEBUG, "slack request ignored: %s", kind)
+
+    app.event(anything)(ignore)
+    app.command(anything)(ignore)
+    app.shortcut(anything)(ignore)
+    app.action(anything)(ignore)
+    app.view(anything)(ignore)
+    app.view_closed(anything)(ignore)
+    app.options(anything)(ignore)
+
+
+def _request_kind(body: dict[str, Any]) -> str:
+    """Name a request by its type and its event type, command, callback id or action id."""
+    kind = str(body.get("type") or ("slash_command" if "command" in body else "unknown"))
+    event = body.get("event")
+    view = body.get("view")
+    actions = body.get("actions")
+    if isinstance(event, dict):
+        detail = event.get("type")
+    elif "command" in body:
+        detail = body.get("command")
+    elif isinstance(view, dict):
+        detail = view.get("callback_id")
+    elif isinstance(actions, list) and actions and isinstance(actions[0], dict):
+        detail = actions[0].get("action_id")
+    else:
+        detail = body.get("callback_id") or body.get("action_id")
+    return f"{kind}/{str(detail)[:60]}" if detail else kind
 
 
 def _signature_check(signing_secret: str) -> Callable[..., BoltResponse]:
     """Build a middleware that rejects HTTP requests with a bad signature or a stale timestamp.
 
-    SignatureVerifier checks the v0 HMAC-SHA256 of `v0:timestamp:body` and rejects
-    timestamps more than 5 minutes from now. Socket Mode requests carry no signature.
+    The checks are those of the /slack/events route (see _signature_valid), for callers that
+    dispatch HTTP requests to the app some other way. Socket Mode requests carry no signature.
     """
-    verifier = SignatureVerifier(signing_secret)
+    secret = signing_secret.encode()
 
     def check_signature(
         req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
     ) -> BoltResponse:
         if req.mode == "socket_mode":
             return next()
-        timestamp = req.headers.get("x-slack-request-timestamp", ["0"])[0]
+        timestamp = req.headers.get("x-slack-request-timestamp", [""])[0]
         signature = req.headers.get("x-slack-signature", [""])[0]
-        if verifier.is_valid(req.raw_body, timestamp, signature):
+        if _signature_valid(secret, req.raw_body.encode(), timestamp, signature):
             return next()
-        log.info("slack request rejected: invalid signature or stale timestamp=%s", timestamp)
+        log.info("slack request rejected: invalid signature or stale timestamp=%.20r", timestamp)
         return BoltResponse(status=401, body={"error": "invalid request"})
 
     return check_signature
@@ -449,11 +557,12 @@ class _StaffChannel:
         handoff_id = str(action.get("value") or "")
 
         def pick() -> None:
-            handoff, notice = self.bridge.pick(handoff_id, user)
+            handoff, outcome = self.bridge.pick(handoff_id, user)
             self._refresh_handoff(client, body, handoff, closed_by="")
+            notice = self.bridge.notice(outcome, handoff)
             if notice is not None:
                 _call(respond, response_type="ephemeral", replace_original=False, text=notice)
-            _log_interaction("handoff_pick", _channel_of(body), user, notice or "picked")
+            _log_interaction("handoff_pick", _channel_of(body), user, outcome)
 
         self._submit(pick)
 
@@ -470,11 +579,13 @@ class _StaffChannel:
         handoff_id = str(action.get("value") or "")
 
         def close() -> None:
-            handoff, notice = self.bridge.close_by_staff(handoff_id)
-            self._refresh_handoff(client, body, handoff, closed_by="" if notice else user)
+            handoff, outcome = self.bridge.close_by_staff(handoff_id)
+            closed_by = user if outcome == HANDOFF_CLOSED else ""
+            self._refresh_handoff(client, body, handoff, closed_by=closed_by)
+            notice = self.bridge.notice(outcome, handoff)
             if notice is not None:
                 _call(respond, response_type="ephemeral", replace_original=False, text=notice)
-            _log_interaction("handoff_close", _channel_of(body), user, notice or "closed")
+            _log_interaction("handoff_close", _channel_of(body), user, outcome)
 
         self._submit(close)
 
@@ -491,20 +602,14 @@ class _StaffChannel:
         if handoff is None or not (channel and message_ts):
             return
         if handoff.status == "closed" and closed_by:
-            status = slack_blocks.status_line(slack_blocks.STATUS_CLOSED_BY_STAFF, closed_by)
+            status = slack_blocks.status_closed(slack_blocks.STATUS_CLOSED_BY_STAFF, closed_by)
         elif handoff.status == "closed":
-            status = slack_blocks.STATUS_CLOSED
+            status = slack_blocks.status_closed()
         elif handoff.status == "active":
-            status = slack_blocks.status_line(slack_blocks.STATUS_ACTIVE, handoff.staff or "")
+            status = slack_blocks.status_active(handoff.staff or "")
         else:
             return
-        payload = slack_blocks.render_handoff_status(
-            message.get("blocks"),
-            handoff.id,
-            status,
-            picked=handoff.status != "waiting",
-            closed=handoff.status == "closed",
-        )
+        payload = slack_blocks.render_handoff_status(message.get("blocks"), handoff.id, status)
         _call(client.chat_update, channel=channel, ts=message_ts, **payload)
 
     # -- teach-back -----------------------------------------------------------------------
@@ -515,7 +620,9 @@ class _StaffChannel:
         """Open the modal that registers a phrasing; views.open needs the trigger_id at once."""
         ack()
         user = (body.get("user") or {}).get("id", "")
-        phrasing = slack_blocks.teach_text_of(str(action.get("value") or ""))
+        phrasing = slack_blocks.clean_phrasing(
+            slack_blocks.teach_text_of(str(action.get("value") or "")) or ""
+        )
         message = body.get("message") or {}
         container = body.get("container") or {}
         message_ts = container.get("message_ts") or message.get("ts")
@@ -546,6 +653,8 @@ class _StaffChannel:
         errors = {}
         if not text.strip():
             errors[slack_blocks.TEACH_TEXT_BLOCK] = slack_blocks.TEACH_MISSING_TEXT
+        elif not slack_blocks.clean_phrasing(text):
+            errors[slack_blocks.TEACH_TEXT_BLOCK] = slack_blocks.TEACH_ONLY_MASK
         if not self._known_target(target):
             errors[slack_blocks.TEACH_TARGET_BLOCK] = slack_blocks.TEACH_MISSING_TARGET
         if errors:
@@ -560,7 +669,8 @@ class _StaffChannel:
         thread_ts = str(metadata.get("thread_ts") or "")
 
         def learn() -> None:
-            stored = self.assistant.learn(target, text, staff=user)
+            # Marks of deleted numbers are not part of anyone's wording.
+            stored = self.assistant.learn(target, slack_blocks.clean_phrasing(text), staff=user)
             log.info("slack teach target=%s user=%s registered", target, _hash(user))
             if channel:
                 payload = slack_blocks.render_teach_done(user, stored, self._target_label(target))
@@ -638,7 +748,7 @@ def _teach_text(reply: Reply | None, slack_text: str) -> str | None:
     """Return the redacted question for a 「この表現を登録」 button, when the bot did not know."""
     if reply is None or reply.kind not in TEACHABLE_KINDS:
         return None
-    text = redact(slack_blocks.inbound_text(slack_text)).text.strip()
+    text = slack_blocks.clean_phrasing(redact(slack_blocks.inbound_text(slack_text)).text)
     return text or None
 
 

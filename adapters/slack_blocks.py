@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from bot.knowledge import KnowledgeBase
 from bot.models import Reply
+from bot.privacy import MASK
 
 # Block Kit limits. Slack rejects a whole message that breaks any of them.
 MAX_BLOCKS = 50
@@ -51,6 +53,8 @@ _TOKEN = re.compile(r"<([^<>]*)>")
 _ENTITY = re.compile(r"&(amp|lt|gt);")
 _ENTITIES = {"amp": "&", "lt": "<", "gt": ">"}
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,40}$")
+# A note after a transcript line that names the kind of reply the bot gave.
+_BOT_NOTE = re.compile(r"\s*[（(]\s*bot\s*[:：][^（）()]*[）)]\s*$", re.IGNORECASE)
 
 
 # -- inbound ------------------------------------------------------------------------------
@@ -345,9 +349,19 @@ STATUS_WAITING = (
     "対応待ちです。このスレッドに書いた返信は、住民の LINE に「{prefix}」を付けて届きます"
     "（「//」で始めた返信は届きません）。"
 )
-STATUS_ACTIVE = "<@{user}> さんが対応しています。"
-STATUS_CLOSED_BY_STAFF = "<@{user}> さんが対応を終了しました。"
+# Status lines of a hand-off post. "{who}" becomes a mention in the blocks and 「職員」 in the
+# notification text, which Slack shows without resolving mentions.
+STATUS_ACTIVE = "{who}が対応しています。"
+STATUS_CLOSED_BY_STAFF = "{who}が対応を終了しました。"
+STATUS_CLOSED_BY_RESIDENT = "住民が相談を終了しました。"
+STATUS_CLOSED_BLOCKED = "住民が LINE でこのアカウントをブロックしたため、相談は終了しました。"
+STATUS_TIMED_OUT = (
+    "{minutes} 分たっても対応する人がいなかったため、住民に窓口の問い合わせ先を案内しました。"
+    "このスレッドに書いた返信は、今からでも住民に届きます。"
+)
 STATUS_CLOSED = "この相談は終了しました。"
+WHO_MENTION = "<@{user}> さん"
+WHO_STAFF = "職員"
 
 TEACH_TITLE = "表現を登録"
 TEACH_SUBMIT = "登録"
@@ -363,6 +377,10 @@ GROUP_ERRORS = "エラー表示"
 GROUP_CAUSES = "原因"
 TEACH_DONE = "<@{user}> さんが「{text}」を{target}の言い方として登録しました。"
 TEACH_MISSING_TEXT = "登録する表現を入れてください。"
+TEACH_ONLY_MASK = (
+    "削除した番号のほかに文字がありません。住民が書いた言葉を入れてください"
+    "（「［削除］」は登録しません）。"
+)
 TEACH_MISSING_TARGET = "エラー表示か原因を選んでください。"
 HEADING_OCR = "写真から読み取った文字"
 MAX_OCR_CHARS = 300
@@ -401,12 +419,47 @@ def render_handoff(
     return {"text": escape(HANDOFF_FALLBACK.format(channel=channel)), "blocks": blocks}
 
 
-def render_handoff_status(
-    blocks: list[dict[str, Any]] | None, handoff_id: str, status: str, picked: bool, closed: bool
-) -> dict[str, Any]:
-    """Rebuild a hand-off message with a new status line and the buttons that still apply.
+@dataclass(frozen=True)
+class HandoffStatus:
+    """What a hand-off post shows: a status sentence and the buttons that still apply.
 
-    `status` is mrkdwn that may mention a user; the other blocks are kept as they were.
+    `text` is plain text in which "{who}" stands for `staff`.
+    """
+
+    text: str
+    staff: str = ""
+    picked: bool = False
+    closed: bool = False
+
+    def mrkdwn(self) -> str:
+        """Return the escaped sentence with `staff` as a mention (「職員」 for an odd user id)."""
+        who = WHO_MENTION.format(user=self.staff) if _USER_ID.match(self.staff) else WHO_STAFF
+        return escape(self.text).replace("{who}", who)
+
+    def plain(self) -> str:
+        """Return the sentence for the notification text, which names no one."""
+        return escape(self.text.replace("{who}", WHO_STAFF))
+
+
+def status_active(staff: str) -> HandoffStatus:
+    return HandoffStatus(STATUS_ACTIVE, staff=staff, picked=True)
+
+
+def status_closed(text: str = STATUS_CLOSED, staff: str = "") -> HandoffStatus:
+    return HandoffStatus(text, staff=staff, picked=True, closed=True)
+
+
+def status_timed_out(minutes: float) -> HandoffStatus:
+    # Still open: staff can take it late, and thread replies still reach the resident.
+    return HandoffStatus(STATUS_TIMED_OUT.replace("{minutes}", f"{minutes:g}"))
+
+
+def render_handoff_status(
+    blocks: list[dict[str, Any]] | None, handoff_id: str, status: HandoffStatus
+) -> dict[str, Any]:
+    """Rebuild a hand-off post with a new status line and the buttons that still apply.
+
+    The other blocks are kept as they were, and so is 「この表現を登録」.
     """
     kept = [
         b
@@ -415,19 +468,13 @@ def render_handoff_status(
         and b.get("type") != "actions"
     ][: MAX_BLOCKS - 2]
     phrasing = _phrasing_in(blocks or [])
-    kept.append(_status_block(status))
-    actions = _handoff_actions(handoff_id, picked=picked, closed=closed, phrasing=phrasing)
+    kept.append(_status_block(status.mrkdwn()))
+    actions = _handoff_actions(
+        handoff_id, picked=status.picked, closed=status.closed, phrasing=phrasing
+    )
     if actions["elements"]:
         kept.append(actions)
-    fallback = re.sub(r"<@[A-Z0-9]+>\s*", "", status).strip() or STATUS_CLOSED
-    return {"text": fallback, "blocks": kept}
-
-
-def status_line(template: str, user: str) -> str:
-    """Fill a status template with a user mention, or drop the mention for an odd user id."""
-    if _USER_ID.match(user):
-        return template.format(user=user)
-    return escape(template.replace("<@{user}> さん", "職員"))
+    return {"text": status.plain(), "blocks": kept}
 
 
 def _status_block(mrkdwn: str) -> dict[str, Any]:
@@ -485,6 +532,21 @@ def teach_button(phrasing: str) -> dict[str, Any]:
         text = text[: len(text) * 3 // 4]
         value = json.dumps({"t": text}, ensure_ascii=False)
     return _action_button(TEACH_ACTION, BUTTON_TEACH, value)
+
+
+def clean_phrasing(text: str) -> str:
+    """Return the part of a resident's text worth registering as a phrasing.
+
+    Removes the marks left where numbers were deleted and any trailing 「（bot: …）」 notes
+    that name the bot's reply, and joins the rest with single spaces. The result may be "".
+    """
+    text = text.replace(MASK, "")
+    while True:
+        trimmed = _BOT_NOTE.sub("", text)
+        if trimmed == text:
+            break
+        text = trimmed
+    return " ".join(text.split())
 
 
 def teach_text_of(value: str) -> str | None:

@@ -543,6 +543,7 @@ class Assistant:
                 "score": score,
                 "redacted": int(reply.redacted),
                 "text": text,
+                "reply": _first_line(reply.text),
             }
         )
 
@@ -555,3 +556,12 @@ def _clean(text: str) -> str:
 def _label(error: KioskError) -> str:
     label = error.title
     return label if len(label) <= 20 else label[:19] + "…"
+
+
+def _first_line(text: str) -> str:
+    """Return the line of a reply that says what it is about, for the turn log and hand-offs."""
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("※")]
+    for line in lines:
+        if line.endswith(("？", "?")):
+            return line[:200]
+    return lines[0][:200] if lines else ""

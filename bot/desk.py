@@ -35,6 +35,8 @@ class Desk:
         self.clock = clock
         self._handoff = phrases((*kb.intents.handoff, messages.HANDOFF_LABEL))
         self._end = {Text.of(word).compact for word in messages.END_HANDOFF_WORDS}
+        self._resolved = Text.of(messages.RESOLVED).compact
+        self._feedback_labels = {self._resolved, Text.of(messages.NOT_RESOLVED).compact}
 
     # -- before the diagnosis ------------------------------------------------------------------
 
@@ -63,6 +65,9 @@ class Desk:
             return self.open(message, state)
         if state.feedback_for is not None:
             return self._feedback(message, query, state)
+        if query.compact in self._feedback_labels:
+            # A second tap on an old 解決した/解決しない button: nothing to record again.
+            return self._after_feedback(message, query.compact == self._resolved)
         return None
 
     def open(self, message: Message, state: Any) -> Reply:
@@ -72,7 +77,12 @@ class Desk:
         since = self.clock() - TRANSCRIPT_WINDOW
         hashed = user_hash(message.channel, message.user)
         turns = self.store.recent_turns(hashed, since, TRANSCRIPT_TURNS)
-        transcript = [f"{turn['text']}（bot: {turn['kind']}）" for turn in turns if turn["text"]]
+        transcript = []
+        for turn in turns:
+            if turn["text"]:
+                transcript.append(f"住民: {turn['text']}")
+            if turn.get("reply"):
+                transcript.append(f"ボット: {turn['reply']}")
         state.restart()
         city = self.kb.municipality
         return Reply(
@@ -103,6 +113,10 @@ class Desk:
                 "resolved": int(resolved),
             }
         )
+        return self._after_feedback(message, resolved)
+
+    @staticmethod
+    def _after_feedback(message: Message, resolved: bool) -> Reply:
         if resolved:
             return Reply(user=message.user, kind="notice", text=messages.THANKS)
         return Reply(

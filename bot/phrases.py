@@ -23,7 +23,8 @@ MAX_GAP = 2
 NEGATION = "¬"
 _NEGATORS = frozenset({"ない", "無い", "ず", "ぬ"})
 # Tense, politeness and aspect carry no meaning for matching; てしまう and ちゃう are one.
-_IGNORED = frozenset({"た", "だ", "です", "ます", "て", "居る", "てる", "為る", "ござる"})
+# する is kept: 何もしないで is not 何もない.
+_IGNORED = frozenset({"た", "だ", "です", "ます", "て", "居る", "てる", "ござる"})
 _ASPECT = {"ちゃう": "しまう", "仕舞う": "しまう", "じゃう": "しまう"}
 # Store chains are all "a store" for matching: 別のセブンでも同じ is 別の店でも同じ.
 _STORE = "店"
@@ -51,7 +52,9 @@ _NEGATED_AFTER = re.compile(
     r"^(?:い)?(?:ない|なかっ|なく|ません|ず|では?な|じゃな|でな|ではあり|じゃあり)"
 )
 
-_PLAIN_ENDING = re.compile(r"(?:た|だ|てる|でる|ている|でいる|ます|ました|てた|でた)$")
+# A single verb is matched by lemma only in a state form: 割れてる matches 割れてます, while
+# 取れました (it worked) must not match 取れる？ (can I get one?).
+_PLAIN_ENDING = re.compile(r"(?:てる|でる|ている|でいる|てます|でます)$")
 
 # A knowledge-base phrase written as "re:PATTERN" is a regular expression over the compact
 # normalized text (full-width digits are already ASCII there), e.g. "re:12月3[01]日".
@@ -135,8 +138,8 @@ class Phrase:
 
     def _inflects(self) -> bool:
         # One word is already covered by the surface match, unless the phrase is a verb in a
-        # plain tense or aspect form: 割れてる must also match 割れてます. Other endings
-        # change the meaning (やり直しても is not やり直した), so they stay surface-only.
+        # state form (see _PLAIN_ENDING). Other endings change the meaning (やり直しても is
+        # not やり直した), so they stay surface-only.
         if len(self.lemmas) >= 2:
             return True
         return (

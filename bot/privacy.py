@@ -17,8 +17,11 @@ _DIGIT = r"[0-9０-９]"
 _SEP = r"[ 　\-‐－―ー−・.,]?"
 # 12 digits, optionally grouped by spaces or hyphens (4-4-4 is how the card prints it).
 _MY_NUMBER = re.compile(rf"(?<![0-9０-９]){_DIGIT}(?:{_SEP}{_DIGIT}){{11}}(?![0-9０-９])")
-# A number followed by a unit (2024年, 1500円) is a date or amount, not a PIN.
-_FOUR_DIGITS = re.compile(rf"(?<![0-9０-９]){_DIGIT}{{4}}(?![0-9０-９]|[年円月日時分件回人])")
+# Four digits, possibly spaced or hyphenated (1 3 5 7, 1-3-5-7), and no more digits after
+# them. A number followed by a unit (2024年, 1500円) is a date or amount, not a PIN.
+_FOUR_DIGITS = re.compile(
+    rf"(?<![0-9０-９]){_DIGIT}(?:{_SEP}{_DIGIT}){{3}}(?!{_SEP}[0-9０-９]|[年円月日時分件回人])"
+)
 _PIN_CONTEXT = re.compile(
     r"暗証|暗唱|あんしょう|アンショウ|pin|ＰＩＮ|パスワード|ぱすわーど|番号|ばんごう|パスコード",
     re.IGNORECASE,
@@ -53,8 +56,9 @@ def redact(text: str) -> Redaction:
         return MASK
 
     text = _MY_NUMBER.sub(mask, text)
-    text = _mask_near(_FOUR_DIGITS, _PIN_CONTEXT, text, mask)
+    # Passwords first: a PIN-like tail (Qwerty7788) must not leave the rest of one behind.
     text = _mask_near(_PASSWORD, _SIGNATURE_CONTEXT, text, mask)
+    text = _mask_near(_FOUR_DIGITS, _PIN_CONTEXT, text, mask)
     return Redaction(text=text, redacted=found)
 
 

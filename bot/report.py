@@ -98,13 +98,13 @@ def render_text(report: Report, kb: KnowledgeBase) -> str:
         lines.append("　（なし）")
     for cause_id, count in report.by_cause.most_common():
         summary = kb.causes[cause_id].summary if cause_id in kb.causes else ""
-        lines.append(f"　{cause_id} {summary[:40]}: {count} 件")
+        lines.append(f"　{cause_id} {_shorten(summary, 40)}: {count} 件")
     lines.append("")
     lines.append("よくある、答えられなかった質問（番号は削除済み）:")
     if not report.unanswered:
         lines.append("　（なし）")
     for text, count in report.unanswered:
-        lines.append(f"　{count} 件: {' '.join(text.split())[:80]}")
+        lines.append(f"　{count} 件: {_shorten(' '.join(text.split()), 80)}")
     return "\n".join(lines)
 
 
@@ -131,3 +131,7 @@ def render_csv(report: Report, kb: KnowledgeBase) -> str:
 def _error_label(kb: KnowledgeBase, error_id: str) -> str:
     title = next((e.title for e in kb.errors if e.id == error_id), "")
     return f"エラー{error_id}「{title}」" if error_id.isdigit() else f"{title}（{error_id}）"
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS turns (
     cause_id TEXT,
     score REAL,
     redacted INTEGER NOT NULL,
-    text TEXT NOT NULL
+    text TEXT NOT NULL,
+    reply TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS handoffs (
     id TEXT PRIMARY KEY,
@@ -135,6 +136,7 @@ class SQLiteStore:
         if self.path is not None:
             self._keeper.execute("PRAGMA journal_mode=WAL")
         self._keeper.executescript(SCHEMA)
+        self._migrate()
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(
@@ -144,6 +146,12 @@ class SQLiteStore:
         db.execute("PRAGMA synchronous=NORMAL")
         db.row_factory = sqlite3.Row
         return db
+
+    def _migrate(self) -> None:
+        # Files made before the turn log kept the bot's reply lack that column.
+        columns = {row[1] for row in self._keeper.execute("PRAGMA table_info(turns)")}
+        if "reply" not in columns:
+            self._keeper.execute("ALTER TABLE turns ADD COLUMN reply TEXT NOT NULL DEFAULT ''")
 
     def _execute(self, sql: str, parameters: Any = ()) -> _Result:
         # sqlite3 reports rowcount from the connection's last change, so two threads on one
@@ -200,9 +208,9 @@ class SQLiteStore:
     def log_turn(self, record: dict[str, Any]) -> None:
         self._execute(
             "INSERT INTO turns (at, channel, user_hash, kind, error_id, cause_id, score, "
-            "redacted, text) VALUES (:at, :channel, :user_hash, :kind, :error_id, :cause_id, "
-            ":score, :redacted, :text)",
-            record,
+            "redacted, text, reply) VALUES (:at, :channel, :user_hash, :kind, :error_id, "
+            ":cause_id, :score, :redacted, :text, :reply)",
+            {"reply": "", **record},
         )
 
     def recent_turns(self, user_hash: str, since: float, limit: int = 10) -> list[dict[str, Any]]:

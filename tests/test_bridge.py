@@ -283,6 +283,23 @@ def push_texts(call: Call) -> str:
     return "".join(m["text"] for m in call.body["messages"])
 
 
+def status_of(update: SlackCall) -> str:
+    """Return the status line of a hand-off post, as a chat.update call left it."""
+    (block,) = [
+        b for b in update.body["blocks"] if b.get("block_id") == slack_blocks.HANDOFF_STATUS_BLOCK
+    ]
+    return str(block["elements"][0]["text"])
+
+
+def ids_in_logs(site: Site, *values: str) -> list[str]:
+    """Return the log lines at INFO or above that contain any of `values`."""
+    return [
+        r.getMessage()
+        for r in site.caplog.records
+        if r.levelno >= logging.INFO and any(v in r.getMessage() for v in values)
+    ]
+
+
 # -- the whole round trip -----------------------------------------------------------------
 
 
@@ -327,13 +344,14 @@ def test_handoff_round_trip(start: Callable[..., Site]) -> None:
     assert all(c.body["replyToken"] != answer["replyToken"] for c in site.line.calls_to(REPLY))
     assert len(site.pushes()) == 1  # the internal note stayed in Slack
 
-    site.click(root, slack_blocks.PICK_ACTION)
-    (picked,) = site.slack.wait_for_messages(1, "chat.update")
-    assert "<@USTAFF01> さんが対応しています。" in json.dumps(picked.body, ensure_ascii=False)
-    assert labels_of(picked.body["blocks"]) == ["対応終了", "この表現を登録"]
+    # The first staff reply already took the hand-off, so the post names who is on it.
+    (taken,) = site.slack.wait_for_messages(1, "chat.update")
+    assert status_of(taken) == "<@USTAFF01> さんが対応しています。"
+    assert labels_of(taken.body["blocks"]) == ["対応終了", "この表現を登録"]
+    assert taken.body["text"] == "職員が対応しています。"
     assert site.store().handoff(handoff.id).status == "active"  # type: ignore[union-attr]
 
-    site.click(picked, slack_blocks.CLOSE_ACTION)
+    site.click(taken, slack_blocks.CLOSE_ACTION)
     ended = site.line.wait_calls(PUSH, 2)[1]
     site.slack.wait_for_messages(2, "chat.update")
     site.wait_post(lambda c: c.body["text"] == STAFF_CLOSED)
@@ -341,6 +359,8 @@ def test_handoff_round_trip(start: Callable[..., Site]) -> None:
     assert site.store().handoff(handoff.id).status == "closed"  # type: ignore[union-attr]
     closed = site.slack.messages("chat.update")[1]
     assert labels_of(closed.body["blocks"]) == ["この表現を登録"]
+    assert status_of(closed) == "<@USTAFF01> さんが対応を終了しました。"
+    assert closed.body["text"] == "職員が対応を終了しました。"
 
     again = site.resident_says("ご利用いただけないカードです")
     question = site.reply_to(again)
@@ -354,15 +374,75 @@ def test_second_pick_gets_notice(start: Callable[..., Site]) -> None:
     root = site.handoff_post()
 
     site.click(root, slack_blocks.PICK_ACTION)
-    site.slack.wait_for_messages(1, "chat.update")
+    (picked,) = site.slack.wait_for_messages(1, "chat.update")
     site.click(root, slack_blocks.PICK_ACTION, user="USTAFF02")
 
     (notice,) = site.slack.wait_for_messages(1, "response_url")
+    site.wait_log("outcome=already_picked")
+    assert status_of(picked) == "<@USTAFF01> さんが対応しています。"
+    assert picked.body["text"] == "職員が対応しています。"
     assert notice.body["text"] == "この相談は、すでに <@USTAFF01> さんが対応しています。"
     assert notice.body["response_type"] == "ephemeral"
     handoff = site.store().handoff_by_thread(root.result["channel"], root.result["ts"])
     assert handoff is not None
     assert handoff.staff == STAFF
+    assert ids_in_logs(site, STAFF, "USTAFF02", "さん") == []
+
+
+def test_staff_reply_takes_handoff_on_post(start: Callable[..., Site]) -> None:
+    site = start()
+    site.reply_to(site.resident_says("職員と話したい"))
+    root = site.handoff_post()
+
+    site.staff_replies_in_thread(root, "市の山田です。")
+    site.line.wait_calls(PUSH, 1)
+    (taken,) = site.slack.wait_for_messages(1, "chat.update")
+
+    assert taken.body["ts"] == root.result["ts"]
+    assert status_of(taken) == "<@USTAFF01> さんが対応しています。"
+    assert taken.body["text"] == "職員が対応しています。"
+    assert labels_of(taken.body["blocks"]) == ["対応終了"]
+    # The transcript and candidates stay as they were posted.
+    assert taken.body["blocks"][:-2] == root.body["blocks"][:-2]
+
+    site.staff_replies_in_thread(root, "続けて確認します。")
+    site.line.wait_calls(PUSH, 2)
+    site.wait_log("handoff:pushed", timeout=10)
+    assert len(site.slack.messages("chat.update")) == 1  # only the reply that took it
+    assert ids_in_logs(site, STAFF) == []
+
+
+def test_long_staff_reply_shortened_with_notice(start: Callable[..., Site]) -> None:
+    site = start()
+    site.reply_to(site.resident_says("職員と話したい"))
+    root = site.handoff_post()
+    long_reply = "ご案内します。" * 4300  # 30,100 characters: more than five LINE messages
+
+    site.staff_replies_in_thread(root, long_reply)
+    (push,) = site.line.wait_calls(PUSH, 1)
+    notice = site.wait_post(lambda c: "長すぎる" in c.body["text"])
+
+    assert len(push.body["messages"]) == 5
+    assert push_texts(push).endswith("…")
+    assert notice.body["thread_ts"] == root.result["ts"]
+    sent = len(push_texts(push)) - len(messages.STAFF_PREFIX) - 1
+    assert f"約 {sent:,} 文字" in notice.body["text"]
+    assert f"全部で {len(long_reply):,} 文字" in notice.body["text"]
+    site.wait_log("handoff:pushed shortened")
+
+
+def test_reply_that_fits_gets_no_notice(start: Callable[..., Site]) -> None:
+    site = start()
+    site.reply_to(site.resident_says("職員と話したい"))
+    root = site.handoff_post()
+    reply = "あ" * (5 * 5000 - len(messages.STAFF_PREFIX))  # exactly five full messages
+
+    site.staff_replies_in_thread(root, reply)
+    (push,) = site.line.wait_calls(PUSH, 1)
+    site.wait_log("handoff:pushed")
+
+    assert push_texts(push) == messages.STAFF_PREFIX + reply
+    assert not any("長すぎる" in text for text in site.thread_texts(root))
 
 
 def test_rich_menu_staff_button_opens_handoff(start: Callable[..., Site]) -> None:
@@ -385,12 +465,17 @@ def test_resident_end_word_closes_handoff(start: Callable[..., Site]) -> None:
     ended = site.resident_says("終了")
     reply = site.reply_to(ended)
     site.wait_post(lambda c: c.body["text"] == RESIDENT_CLOSED)
+    (update,) = site.slack.wait_for_messages(1, "chat.update")
     site.staff_replies_in_thread(root, "まだいらっしゃいますか？")
     not_sent = site.wait_post(lambda c: "終了しているため" in c.body["text"])
 
     assert reply_texts(reply) == [messages.HANDOFF_ENDED]
     assert not_sent.body["thread_ts"] == root.result["ts"]
     assert site.pushes() == []
+    assert update.body["ts"] == root.result["ts"]
+    assert status_of(update) == slack_blocks.STATUS_CLOSED_BY_RESIDENT
+    assert update.body["text"] == slack_blocks.STATUS_CLOSED_BY_RESIDENT
+    assert labels_of(update.body["blocks"]) == []
 
 
 def test_mention_in_handoff_thread_asks_bot(start: Callable[..., Site]) -> None:
@@ -419,10 +504,14 @@ def test_blocking_account_closes_handoff(start: Callable[..., Site]) -> None:
 
     site.deliver(line_event("unfollow"))
     site.wait_post(lambda c: c.body["text"] == RESIDENT_BLOCKED)
+    (update,) = site.slack.wait_for_messages(1, "chat.update")
 
     handoff = site.store().handoff_by_thread(root.result["channel"], root.result["ts"])
     assert handoff is not None
     assert handoff.status == "closed"
+    assert update.body["ts"] == root.result["ts"]
+    assert status_of(update) == slack_blocks.STATUS_CLOSED_BLOCKED
+    assert labels_of(update.body["blocks"]) == []
 
 
 # -- no staff member takes it --------------------------------------------------------------
@@ -435,11 +524,18 @@ def test_timeout_message_pushed_once(start: Callable[..., Site]) -> None:
 
     (push,) = site.line.wait_calls(PUSH, 1)
     site.wait_post(lambda c: "対応する人がいなかった" in c.body["text"])
+    site.slack.wait_for_messages(1, "chat.update")
     time.sleep(1.5)  # several more checks run in this time
 
     city = site.app.state.assistant.kb.municipality
     assert push_texts(push) == messages.handoff_timeout(city)
     assert len(site.pushes()) == 1
+    (update,) = site.slack.messages("chat.update")
+    assert "対応する人がいなかったため" in status_of(update)
+    assert "対応待ち" not in status_of(update)
+    assert "対応待ち" not in update.body["text"]
+    # Still open: staff can take it late or close it.
+    assert labels_of(update.body["blocks"]) == ["対応する", "対応終了"]
     handoff = site.store().handoff_by_thread(root.result["channel"], root.result["ts"])
     assert handoff is not None
     assert handoff.timeout_notified
@@ -521,6 +617,33 @@ def test_teach_back_changes_next_match(start: Callable[..., Site]) -> None:
 
     after = site.resident_says(UNKNOWN_PHRASE, user="U3")
     assert "暗証番号の間違い" in "".join(reply_texts(site.reply_to(after)))
+
+
+def test_teach_prefill_drops_deleted_numbers(start: Callable[..., Site]) -> None:
+    site = start()
+    site.reply_to(site.resident_says(f"暗証番号1234を入れたら {UNKNOWN_PHRASE} "))
+    site.reply_to(site.resident_says("職員と話したい"))
+    root = site.handoff_post()
+
+    site.click(root, slack_blocks.TEACH_ACTION)
+    site.slack.wait_for(lambda: bool(_views(site.slack)))
+    view = _views(site.slack)[0].result["view"]
+
+    prefill = view["blocks"][0]["element"]["initial_value"]
+    assert prefill == f"暗証番号を入れたら {UNKNOWN_PHRASE}"
+    assert "削除" not in prefill
+    for rejected in ("［削除］", " ［削除］ ［削除］ ", "   "):
+        response = site.submit_view(view, _teach_values(rejected, "7"))
+        errors = response.json()
+        assert errors["response_action"] == "errors"
+        assert set(errors["errors"]) == {slack_blocks.TEACH_TEXT_BLOCK}
+    mask_only = site.submit_view(view, _teach_values("［削除］", "7")).json()
+    assert mask_only["errors"][slack_blocks.TEACH_TEXT_BLOCK] == slack_blocks.TEACH_ONLY_MASK
+    assert site.store().learned() == []
+
+    site.submit_view(view, _teach_values(f"暗証番号［削除］を入れたら{UNKNOWN_PHRASE}", "7"))
+    site.wait_post(lambda c: "言い方として登録しました" in c.body["text"])
+    assert [x.text for x in site.store().learned()] == [f"暗証番号を入れたら{UNKNOWN_PHRASE}"]
 
 
 def test_teach_button_on_unanswered_staff_question(start: Callable[..., Site]) -> None:

@@ -211,7 +211,8 @@ def test_answer_offers_feedback(talk: Conversation) -> None:
     reply = talk.click("職員に相談")
     assert reply.kind == "handoff"
     assert reply.handoff_id
-    assert any("ロック中" in line for line in reply.transcript)
+    assert any(line.startswith("住民:") and "ロック中" in line for line in reply.transcript)
+    assert any(line.startswith("ボット:") for line in reply.transcript)
 
 
 def test_handoff_relays_then_ends(talk: Conversation) -> None:
@@ -274,3 +275,12 @@ def test_staff_get_staff_question(assistant: Assistant) -> None:
     )
     assert reply.kind == "question"
     assert "確認してください" in reply.text
+
+
+def test_repeated_feedback_tap(talk: Conversation) -> None:
+    talk.say("暗証番号ロック中のため、ご利用いただけません。")
+    first = talk.say("解決しない")
+    second = talk.say("解決しない")
+    assert first.kind == "notice"
+    assert second.kind == "notice"
+    assert second.choices == first.choices

@@ -476,9 +476,11 @@ def test_room_message_with_mention_answered(h: Harness) -> None:
 
 def test_non_text_in_group_ignored(h: Harness) -> None:
     h.deliver(message(NON_TEXT["sticker"], source=group()))
-    outcomes = h.wait_outcomes(1)
+    h.deliver(message(IMAGE, source=group()))
+    outcomes = h.wait_outcomes(2)
 
     assert "no text in a group" in outcomes[0]
+    assert "no text in a group" in outcomes[1]
     assert h.api.calls == []
 
 
@@ -548,8 +550,15 @@ def test_unfollow_deletes_state(h: Harness) -> None:
 def test_join_greets_group(h: Harness) -> None:
     h.deliver(event("join", source={"type": "group", "groupId": "G1"}))
     reply = h.api.wait_calls(REPLY, 1)[0]
+    (greeting,) = reply_texts(reply)
 
-    assert line.TEXTS["join"] in reply_texts(reply)[0]
+    city = h.app.state.assistant.kb.municipality.name
+    assert greeting == line.TEXTS["join"].format(city=city)
+    assert "「@」でこのアカウントを付けて" in greeting
+    # Photos in a group get no reply, so the greeting must not invite them there.
+    assert greeting != messages.greeting(h.app.state.assistant.kb.municipality)
+    assert "グループでは読み取れません" in greeting
+    assert "1対1のトーク" in greeting
 
 
 def test_standby_sends_nothing(h: Harness) -> None:
@@ -955,6 +964,14 @@ def test_split_never_more_than_five_messages() -> None:
     assert len(parts) == 5
     assert all(line.utf16_len(p) <= 5000 for p in parts)
     assert parts[-1].endswith("…")
+
+
+def test_overflows_matches_split_cut() -> None:
+    assert not line.overflows("あ" * 25_000)
+    assert line.overflows("あ" * 25_001)
+    assert not line.overflows("")
+    assert line.overflows("ab" * 6, limit=2, max_parts=5)
+    assert not line.overflows("ab" * 5, limit=2, max_parts=5)
 
 
 def test_split_keeps_graphemes_whole() -> None:

@@ -16,8 +16,25 @@ from bot.privacy import MASK, redact
         ("PIN 0000 を入れた", "0000"),
         ("パスワード９８７６を入れた", "９８７６"),
         ("署名用パスワードはABC12345です", "ABC12345"),
+        ("暗証番号は 1 3 5 7", "1 3 5 7"),
+        ("署名用パスワードはQwerty7788です", "Qwerty"),
+        ("署名用のパスワードはkogacity2024", "kogacity"),
+        ("暗証番号は1-3-5-7です", "1-3-5-7"),
     ],
-    ids=["12-digits", "12-spaced", "12-hyphen", "12-fullwidth", "pin", "pin-en", "pin-fw", "sign"],
+    ids=[
+        "12-digits",
+        "12-spaced",
+        "12-hyphen",
+        "12-fullwidth",
+        "pin",
+        "pin-en",
+        "pin-fw",
+        "sign",
+        "pin-spaced",
+        "pin-password-tail",
+        "pin-password-year",
+        "pin-hyphen",
+    ],
 )
 def test_redact_removes_secret(text: str, secret: str) -> None:
     result = redact(text)
@@ -34,6 +51,7 @@ def test_redact_removes_secret(text: str, secret: str) -> None:
         "2024年に暗証番号を変えた",
         "手数料は300円ですか",
         "12月5日午後11:00までメンテナンス中",
+        "暗証番号を3回間違えて、12 3 4 5 のどれか",
     ],
 )
 def test_redact_keeps_ordinary_text(text: str) -> None:

@@ -1,5 +1,6 @@
 """No PIN or マイナンバー ever reaches a reply, a log record or the database."""
 
+import json
 import logging
 import sqlite3
 from pathlib import Path
@@ -21,6 +22,16 @@ TEMPLATES = [
     "署名用パスワードは{password}です",
 ]
 SCREENS = ["暗証番号が間違っております。", "ご利用いただけないカードです。", "", "住民票を取りたい"]
+
+
+def strings_in(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for key, item in value.items() for s in (*strings_in(key), *strings_in(item))]
+    if isinstance(value, list):
+        return [s for item in value for s in strings_in(item)]
+    return []
 
 
 @pytest.fixture(scope="module")
@@ -65,5 +76,11 @@ def test_secrets_never_leak(
     assert reply.redacted
     assert planted not in reply.text.replace(" ", "").replace("-", "")
     assert planted not in caplog.text.replace(" ", "").replace("-", "")
-    dump = "\n".join(sqlite3.connect(database).iterdump())
-    assert planted not in dump.replace(" ", "").replace("-", "")
+    # Only stored text is searched: timestamps, ids and scores are long digit strings that
+    # may contain any 4-digit PIN by chance.
+    with sqlite3.connect(database) as db:
+        stored = [row[0] for row in db.execute("SELECT text || ' ' || reply FROM turns")]
+        for (state,) in db.execute("SELECT state FROM conversations"):
+            stored.extend(strings_in(json.loads(state)))
+    flat = "\n".join(stored).replace(" ", "").replace("-", "")
+    assert planted not in flat

@@ -328,6 +328,52 @@ def test_stale_timestamp_rejected_with_401(slack: Slack) -> None:
     slack.fake.wait_for_messages(1, "chat.postMessage")
 
 
+MALFORMED_BODIES = {
+    "broken_json": (b"{bad json", "application/json"),
+    "broken_payload": (b"payload=%7Bbad", "application/x-www-form-urlencoded"),
+    "json_array": (b"[1,2]", "application/json"),
+    "not_utf8": (b'{"type": "\xff\xfe"}', "application/json"),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(MALFORMED_BODIES))
+def test_malformed_body_unsigned_gets_401(slack: Slack, shape: str) -> None:
+    body, content_type = MALFORMED_BODIES[shape]
+    url = f"{slack.base_url}/slack/events"
+
+    unsigned = slack.http.post(url, content=body, headers={"Content-Type": content_type})
+    wrong = slack.post(body, content_type, secret="another-secret")
+    stale = slack.post(body, content_type, timestamp=int(time.time()) - 301)
+
+    assert unsigned.status_code == 401
+    assert wrong.status_code == 401
+    assert stale.status_code == 401
+
+
+@pytest.mark.parametrize("shape", sorted(MALFORMED_BODIES))
+def test_malformed_body_signed_gets_400(slack: Slack, shape: str) -> None:
+    body, content_type = MALFORMED_BODIES[shape]
+
+    response = slack.post(body, content_type)
+
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid payload"}
+    assert slack.fake.messages() == []
+
+
+def test_non_numeric_timestamp_gets_401(slack: Slack) -> None:
+    body = json.dumps(callback(mention(CARD_ERROR, "1700000004.000100"), "EvStamp1")).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": "soon",
+        "X-Slack-Signature": "v0=00",
+    }
+
+    response = slack.http.post(f"{slack.base_url}/slack/events", content=body, headers=headers)
+
+    assert response.status_code == 401
+
+
 def test_rejection_log_holds_no_body(slack: Slack) -> None:
     body = json.dumps(callback(mention("秘密の質問です", "1700000003.000100"), "EvLog1")).encode()
 
@@ -591,6 +637,64 @@ def test_bolt_app_acks_before_processing(
     assert app.process_before_response is False
 
 
+def test_bot_token_in_environment_gives_no_warning(
+    fake_slack: FakeSlack,
+    tmp_path: Path,
+    kb: KnowledgeBase,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_slack.reset()
+    monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
+    caplog.set_level(logging.DEBUG, logger="slack_bolt")
+    store = SQLiteStore(tmp_path / "x.sqlite3")
+
+    app = build_app(settings_for(fake_slack, tmp_path), Assistant(kb, store), store)
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == []
+    assert app.client.base_url == fake_slack.api_url
+    (auth,) = [c for c in fake_slack.calls if c.method == "auth.test"]
+    assert auth.authorization == f"Bearer {BOT_TOKEN}"
+
+
+def test_unhandled_requests_acknowledged_quietly(slack: Slack) -> None:
+    slack.caplog.set_level(logging.DEBUG)
+    reaction = {
+        "type": "reaction_added",
+        "user": STAFF_USER,
+        "reaction": "eyes",
+        "item": {"type": "message", "channel": STAFF_CHANNEL, "ts": "1700000041.000100"},
+        "event_ts": "1700000041.000200",
+    }
+    shortcut = {
+        "type": "shortcut",
+        "callback_id": "some_other_shortcut",
+        "trigger_id": "1.2.3",
+        "user": {"id": STAFF_USER, "username": "staff", "team_id": TEAM_ID},
+        "team": {"id": TEAM_ID, "domain": "city"},
+        "token": "unused",
+        "action_ts": "1700000041.000300",
+    }
+
+    first = slack.event(reaction, "EvReaction1")
+    second = slack.event(reaction, "EvReaction2")
+    clicked = slack.form({"payload": json.dumps(shortcut)})
+
+    assert first.status_code == second.status_code == clicked.status_code == 200
+    ignored = [r for r in slack.caplog.records if "slack request ignored" in r.getMessage()]
+    assert [(r.levelno, r.getMessage()) for r in ignored] == [
+        (logging.INFO, "slack request ignored: event_callback/reaction_added"),
+        (logging.DEBUG, "slack request ignored: event_callback/reaction_added"),
+        (logging.INFO, "slack request ignored: shortcut/some_other_shortcut"),
+    ]
+    bolt_warnings = [
+        r for r in slack.caplog.records if r.name.startswith("slack_bolt") and r.levelno >= 30
+    ]
+    assert bolt_warnings == []
+    assert slack.fake.messages() == []
+
+
 # -- what is ignored ----------------------------------------------------------------------
 
 
@@ -787,6 +891,24 @@ def test_huge_handoff_fits_block_kit_limits() -> None:
         "対応終了",
         "この表現を登録",
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("画面が真っ青", "画面が真っ青"),
+        (
+            "暗証番号［削除］を入れたら画面が真っ青（bot: fallback）",
+            "暗証番号を入れたら画面が真っ青",
+        ),
+        ("  画面が\n 真っ青 (bot: clarify)（bot: fallback） ", "画面が 真っ青"),
+        ("［削除］ ［削除］", ""),
+        ("（bot: fallback）", ""),
+        ("画面（エラー7）が出た", "画面（エラー7）が出た"),
+    ],
+)
+def test_clean_phrasing_table(text: str, expected: str) -> None:
+    assert slack_blocks.clean_phrasing(text) == expected
 
 
 @pytest.mark.parametrize("phrasing", ["画面が真っ青" * 400, '"' * 1500, "\x01" * 1500])

@@ -5,6 +5,7 @@ clients under test (slack_sdk's WebClient, WebhookClient and the built-in Socket
 talk to it over real HTTP and a real WebSocket. Message payloads are checked against Slack's
 Block Kit limits and rejected with `invalid_blocks`, as Slack would; so are modals passed to
 views.open. It also serves shared files at /files/<name> to requests with the bot token.
+Messages it accepted (and later updated) are kept, so conversations.history returns them.
 """
 
 from __future__ import annotations
@@ -166,6 +167,8 @@ class FakeSlack:
         # Shared files by name: (content, whether to send it without a Content-Length).
         self.files: dict[str, tuple[bytes, bool]] = {}
         self.socket_connections = 0
+        # Channel messages by (channel, ts), as chat.postMessage and chat.update left them.
+        self.posted: dict[tuple[str, str], dict[str, Any]] = {}
         self._rate_limited: set[str] = set()
         self._condition = threading.Condition()
         self._ts = itertools.count(1)
@@ -191,6 +194,7 @@ class FakeSlack:
     async def _start(self) -> None:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)
         app.router.add_post("/response/{id}", self._response_url)
         app.router.add_get("/socket", self._websocket)
         app.router.add_get("/files/{name}", self._file)
@@ -224,6 +228,7 @@ class FakeSlack:
             self.calls.clear()
             self.acks.clear()
             self.files.clear()
+            self.posted.clear()
             self._rate_limited.clear()
 
     def file_url(self, name: str) -> str:
@@ -313,7 +318,16 @@ class FakeSlack:
         if method in ("chat.postMessage", "chat.update"):
             ts = body.get("ts") or f"1700000000.{next(self._ts):06d}"
             message = {k: body.get(k) for k in ("text", "blocks", "thread_ts") if k in body}
+            if isinstance(message.get("blocks"), str):
+                message["blocks"] = json.loads(message["blocks"])
+            key = (str(body.get("channel")), ts)
+            if method == "chat.update" and key not in self.posted:
+                return {"ok": False, "error": "message_not_found"}
+            with self._condition:
+                self.posted[key] = {"type": "message", "ts": ts, **message}
             return {"ok": True, "channel": body.get("channel"), "ts": ts, "message": message}
+        if method == "conversations.history":
+            return self._history(body)
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": f"1700000000.{next(self._ts):06d}"}
         if method == "views.open":
@@ -321,6 +335,23 @@ class FakeSlack:
             view = json.loads(view) if isinstance(view, str) else view
             return {"ok": True, "view": {**view, "id": f"V{next(self._ts):08d}"}}
         return {"ok": True}
+
+    def _history(self, query: dict[str, Any]) -> dict[str, Any]:
+        """Return the channel's messages between `oldest` and `latest`, newest first."""
+        channel = str(query.get("channel") or "")
+        inclusive = str(query.get("inclusive", "")).lower() in ("1", "true")
+        oldest = float(query.get("oldest") or 0)
+        latest = float(query.get("latest") or time.time())
+        with self._condition:
+            found = [
+                message
+                for (posted_channel, ts), message in self.posted.items()
+                if posted_channel == channel
+                and (oldest <= float(ts) <= latest if inclusive else oldest < float(ts) < latest)
+            ]
+        found.sort(key=lambda m: float(m["ts"]), reverse=True)
+        limit = int(query.get("limit") or 100)
+        return {"ok": True, "messages": found[:limit], "has_more": len(found) > limit}
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
@@ -391,6 +422,8 @@ class FakeSlack:
 
 
 async def _read_body(request: web.Request) -> dict[str, Any]:
+    if request.method == "GET":
+        return dict(request.query)
     raw = await request.read()
     if not raw:
         return {}
