@@ -94,6 +94,7 @@ class Assistant:
         store: Store | None = None,
         timeout_minutes: float = 30,
         clock: Callable[[], float] = time.time,
+        handoff_channels: frozenset[str] = frozenset({"line"}),
     ) -> None:
         self.kb = kb
         self.clock = clock
@@ -101,7 +102,7 @@ class Assistant:
         self.timeout_seconds = timeout_minutes * 60
         self.matcher = Matcher(kb)
         self.reader = FactReader(kb)
-        self.desk = Desk(kb, self.store, clock)
+        self.desk = Desk(kb, self.store, clock, handoff_channels)
         for learned in self.store.learned():
             self._apply_learned(learned.target, learned.text)
         intents = kb.intents
@@ -119,7 +120,8 @@ class Assistant:
     def respond(self, message: Message) -> Reply:
         started = time.perf_counter()
         key = f"{message.channel}:{message.user}"
-        state, expired = self._load(key)
+        now = message.at.timestamp() if message.at is not None else self.clock()
+        state, expired = self._load(key, now)
         state.audience = message.audience
         if message.image is not None:
             reply, text = self._respond_image(message, state)
@@ -140,7 +142,7 @@ class Assistant:
             if not state.warned:
                 reply.text = f"{messages.REDACTED}\n\n{reply.text}"
                 state.warned = True
-        state.updated = self.clock()
+        state.updated = now
         self.store.save(key, state.as_json())
         self._log(message, guarded.text, reply, started)
         return reply
@@ -182,10 +184,10 @@ class Assistant:
         if note:
             reply.text = f"{reply.text}\n{note}"
 
-    def _load(self, key: str) -> tuple[State, bool]:
+    def _load(self, key: str, now: float) -> tuple[State, bool]:
         """Load a conversation; a stale one restarts, and the flag says it had a question open."""
         state = State.from_json(self.store.load(key))
-        if state.updated and self.clock() - state.updated > self.timeout_seconds:
+        if state.updated and now - state.updated > self.timeout_seconds:
             was_waiting = bool(state.pending_fact or state.clarify)
             return State(warned=state.warned), was_waiting
         return state, False
@@ -364,6 +366,9 @@ class Assistant:
         elif value is None:
             revealed = self.reader.facts(query)
             if not revealed and not self.reader.evidence(query):
+                if self._matches(self._thanks, query):
+                    state.pending_fact = None
+                    return Reply(user=user, kind="notice", text=messages.THANKS)
                 return self._ask(user, state, fact_id, messages.REASK)
             state.facts.update(revealed)
         else:
@@ -374,7 +379,10 @@ class Assistant:
         state.pending_fact = None
         state.evidence = sorted({*state.evidence, *self.reader.evidence(query)})
         self._add_related(state, ranked)
-        candidates = [Candidate(e, None, w) for e, w in state.errors.items()]
+        candidates = [
+            Candidate(e, None, w)
+            for e, w in sorted(state.errors.items(), key=lambda item: item[1], reverse=True)
+        ]
         return self._next_step(user, state, candidates)
 
     def _add_related(self, state: State, ranked: list[Score]) -> None:
@@ -448,10 +456,12 @@ class Assistant:
             error_id = next(iter(state.errors))
         title = self.kb.error(error_id).title if error_id else None
         labels = [c.label for c in fact.choices]
-        wording = fact.question
-        if state.audience == "staff" and fact.staff_question:
-            wording = fact.staff_question
-        body = prefix + "\n" + wording if prefix else messages.question(title, wording)
+        staff = state.audience == "staff"
+        wording = fact.staff_question if staff and fact.staff_question else fact.question
+        if prefix:
+            body = prefix + "\n" + wording
+        else:
+            body = messages.question(title, wording, staff=staff, again=state.questions > 1)
         return Reply(
             user=user,
             kind="question",

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot.assistant import JAPAN
 from bot.knowledge import KnowledgeError, load
 from bot.models import Message, Reply
 from bot.settings import Settings
@@ -88,7 +89,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from adapters.server import create_app
 
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except KnowledgeError as exc:
+        _print_problems(exc.problems, sys.stderr)
+        return 1
     uvicorn.run(
         app,
         host=args.host or settings.host,
@@ -101,9 +106,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _chat(args: argparse.Namespace, settings: Settings) -> int:
     assistant = _assistant(settings, args.db)
     print("madoguchi: コピー機の画面の文言を入力してください（終了: Ctrl-D）")
+    choices: list[str] = []
     for line in sys.stdin:
-        reply = assistant.respond(Message(channel="cli", user="terminal", text=line.rstrip("\n")))
-        print(_render_text(reply), flush=True)
+        text = line.strip()
+        # A number picks one of the choices shown last, as a button press would.
+        if text.isdigit() and 1 <= int(text) <= len(choices):
+            text = choices[int(text) - 1]
+        reply = assistant.respond(Message(channel="cli", user="terminal", text=text))
+        choices = reply.choices
+        print(_render_chat(reply), flush=True)
     return 0
 
 
@@ -173,7 +184,9 @@ def _message_from_line(line: str) -> Message:
         except OSError as exc:
             raise ValueError(f"cannot read image: {exc.strerror}") from None
         return Message(channel=channel, user=user, image=image, at=at)
-    text = data.get("text", "")
+    if "text" not in data:
+        raise ValueError('each line needs "text" or "image"')
+    text = data["text"]
     if not isinstance(text, str):
         raise ValueError('"text" must be a string')
     if channel == "slack":
@@ -183,6 +196,13 @@ def _message_from_line(line: str) -> Message:
 
 def _render_text(reply: Reply) -> str:
     return reply.text
+
+
+def _render_chat(reply: Reply) -> str:
+    if not reply.choices:
+        return reply.text
+    numbered = "  ".join(f"[{n}] {label}" for n, label in enumerate(reply.choices, start=1))
+    return f"{reply.text}\n（番号でも選べます: {numbered}）"
 
 
 def _kb_check(args: argparse.Namespace, settings: Settings) -> int:
@@ -206,6 +226,9 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     if args.since:
         try:
             start = datetime.fromisoformat(args.since)
+            if start.tzinfo is None:
+                # Dates staff type are days in Japan, not in the server's time zone.
+                start = start.replace(tzinfo=JAPAN)
         except ValueError:
             print(f"--since は YYYY-MM-DD の形で指定してください: {args.since}", file=sys.stderr)
             return 2

@@ -29,10 +29,19 @@ def user_hash(channel: str, user: str) -> str:
 
 
 class Desk:
-    def __init__(self, kb: KnowledgeBase, store: Store, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        store: Store,
+        clock: Callable[[], float],
+        handoff_channels: frozenset[str],
+    ) -> None:
         self.kb = kb
         self.store = store
         self.clock = clock
+        # Channels whose residents staff can answer (the LINE ⇄ Slack bridge); elsewhere a
+        # request for a person gets the office's contact details instead.
+        self.handoff_channels = handoff_channels
         self._handoff = phrases((*kb.intents.handoff, messages.HANDOFF_LABEL))
         self._end = {Text.of(word).compact for word in messages.END_HANDOFF_WORDS}
         self._resolved = Text.of(messages.RESOLVED).compact
@@ -72,6 +81,12 @@ class Desk:
 
     def open(self, message: Message, state: Any) -> Reply:
         """Pass the conversation to staff and tell the person what happens next."""
+        if message.channel not in self.handoff_channels:
+            return Reply(
+                user=message.user,
+                kind="notice",
+                text=messages.NO_HANDOFF.format(contact=messages.contact(self.kb.municipality)),
+            )
         key = f"{message.channel}:{message.user}"
         handoff = self.store.open_handoff(key, message.channel, message.user)
         since = self.clock() - TRANSCRIPT_WINDOW
@@ -118,7 +133,7 @@ class Desk:
     @staticmethod
     def _after_feedback(message: Message, resolved: bool) -> Reply:
         if resolved:
-            return Reply(user=message.user, kind="notice", text=messages.THANKS)
+            return Reply(user=message.user, kind="notice", text=messages.RESOLVED_REPLY)
         return Reply(
             user=message.user,
             kind="notice",

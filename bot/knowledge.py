@@ -248,7 +248,10 @@ def load(directory: str | Path) -> KnowledgeBase:
     if not errors:
         problems.append(f"{directory}: errors*.yaml にエラーメッセージが1件もありません。")
 
-    problems.extend(_cross_check(errors, facts, topics, origin))
+    # A fact or cause that failed to load would make every reference to it look wrong, so the
+    # cross-checks wait until each file loads on its own.
+    if not problems:
+        problems.extend(_cross_check(errors, facts, topics, origin))
     if problems or municipality is None or intents is None:
         raise KnowledgeError(problems)
     return KnowledgeBase(
@@ -291,7 +294,7 @@ def _load_one(path: Path, model: type[M], problems: list[str]) -> M | None:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_describe(path.name, None, exc))
+        problems.extend(_describe(path.name, None, exc, data))
         return None
 
 
@@ -309,7 +312,7 @@ def _load_list(path: Path, key: str, model: type[M], problems: list[str]) -> lis
         try:
             items.append(model.model_validate(entry))
         except ValidationError as exc:
-            problems.extend(_describe(path.name, name, exc))
+            problems.extend(_describe(path.name, name, exc, entry))
     return items
 
 
@@ -328,10 +331,10 @@ _PYDANTIC_JA = {
 }
 
 
-def _describe(file: str, entry: str | None, exc: ValidationError) -> list[str]:
+def _describe(file: str, entry: str | None, exc: ValidationError, raw: object = None) -> list[str]:
     lines = []
     for err in exc.errors():
-        where = ".".join(str(part) for part in err["loc"]) or "(全体)"
+        where = _location(err["loc"], raw)
         reason = _PYDANTIC_JA.get(err["type"])
         if err["type"] == "string_too_long":
             limit = err.get("ctx", {}).get("max_length")
@@ -345,6 +348,22 @@ def _describe(file: str, entry: str | None, exc: ValidationError) -> list[str]:
     return lines
 
 
+def _location(loc: tuple[int | str, ...], raw: object) -> str:
+    """Render a pydantic error location for staff: list items by their id or 1-based number."""
+    parts: list[str] = []
+    node = raw
+    for part in loc:
+        if isinstance(part, int):
+            item = node[part] if isinstance(node, list) and part < len(node) else None
+            label = item.get("id") if isinstance(item, dict) else None
+            parts[-1:] = [f"{parts[-1]}「{label}」" if label else f"{parts[-1]}の{part + 1}番目"]
+            node = item
+        else:
+            parts.append(str(part))
+            node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(parts) or "(全体)"
+
+
 def _cross_check(
     errors: list[KioskError],
     facts: dict[str, Fact],
@@ -353,7 +372,16 @@ def _cross_check(
 ) -> Iterator[str]:
     yield from _duplicates("errors*.yaml", "エラー", (e.id for e in errors))
     yield from _duplicates("topics*.yaml", "話題", (t.id for t in topics))
-    yield from _duplicates("errors*.yaml", "原因", (c.id for e in errors for c in e.causes))
+    seen_causes: dict[str, str] = {}
+    for error in errors:
+        for cause in error.causes:
+            if cause.id in seen_causes:
+                file = origin.get(error.id, "errors.yaml")
+                yield (
+                    f"{file}: 「{error.id}」の原因の id「{cause.id}」が"
+                    f"「{seen_causes[cause.id]}」の原因と重複しています。"
+                )
+            seen_causes.setdefault(cause.id, error.id)
     for each in facts.values():
         yield from _duplicates(
             "facts.yaml", f"「{each.id}」の選択肢", (c.value for c in each.choices)

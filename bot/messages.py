@@ -19,6 +19,7 @@ GREETING = (
     "画面の写真を送ってください。原因と対処方法をご案内します。"
 )
 THANKS = "どういたしまして。またお困りのときは、いつでもメッセージを送ってください。"
+RESOLVED_REPLY = "解決してよかったです。またお困りのときは、いつでもメッセージを送ってください。"
 RESET = "最初からやり直します。コピー機の画面に出ている文言を送ってください。"
 EMPTY = (
     "メッセージが読み取れませんでした。コピー機の画面に出ている文言を文字で送るか、"
@@ -46,6 +47,11 @@ TOO_LONG = "メッセージが長いため、はじめの部分だけを読み�
 CLARIFY = "次のどの表示に近いですか？当てはまるものを選んでください。"
 QUESTION_INTRO = "「{title}」の表示ですね。原因を確かめるため、1つ教えてください。"
 QUESTION_INTRO_MULTI = "原因を確かめるため、1つ教えてください。"
+QUESTION_INTRO_MORE = "ありがとうございます。もう1つ教えてください。"
+STAFF_QUESTION_INTRO = (
+    "「{title}」の表示ですね。原因を絞り込むため、住民の方に次のことを確認してください。"
+)
+STAFF_QUESTION_INTRO_MULTI = "原因を絞り込むため、住民の方に次のことを確認してください。"
 REASK = "すみません、お答えを読み取れませんでした。選択肢から選ぶか、言葉で教えてください。"
 ANSWER = "【{title}】\n原因: {summary}\n\n対処: {remedy}"
 SCREEN_LINE = "画面の表示: 「{screen}」"
@@ -61,8 +67,9 @@ IMAGE_REJECTED = {
     "もう一度撮って送るか、画面の文言を文字で送ってください。",
 }
 IMAGE_UNREADABLE = (
-    "写真からエラーの文言を読み取れませんでした。エラーの画面ではないか、文字が"
-    "はっきり写っていない可能性があります。画面に出ている文言を文字で送っていただけますか。"
+    "読み取った文字の中に、コンビニ交付のエラーの文言は見つかりませんでした。"
+    "エラーの画面ではないか、文字の一部しか写っていない可能性があります。"
+    "エラーが出ている場合は、画面の文言を文字で送っていただけますか。"
 )
 IMAGE_READ = "写真から次の文字を読み取りました。\n「{text}」"
 # Long OCR text is shortened in the reply; the whole text is in the reply's ocr_text field.
@@ -80,6 +87,9 @@ HANDOFF_HOURS = "窓口の受付時間は{hours}です。"
 HANDOFF_TIMEOUT = (
     "お待たせしてすみません。ただいま職員がすぐに対応できません。"
     "お急ぎの場合は{contact}へお問い合わせください。"
+)
+NO_HANDOFF = (
+    "この画面からは職員におつなぎできません。お手数ですが、{contact}へ直接お問い合わせください。"
 )
 HANDOFF_ENDED = "職員との相談を終了しました。またお困りのときは、画面の文言を送ってください。"
 STAFF_PREFIX = "【市の職員より】"
@@ -149,8 +159,14 @@ def unsure(causes: list[tuple[KioskError, Cause]], city: Municipality) -> str:
     return "\n".join(lines)
 
 
-def question(title: str | None, text: str) -> str:
-    intro = QUESTION_INTRO.format(title=title) if title else QUESTION_INTRO_MULTI
+def question(title: str | None, text: str, staff: bool = False, again: bool = False) -> str:
+    """Frame a follow-up question: the first names the message, a second one says "one more"."""
+    if staff:
+        intro = STAFF_QUESTION_INTRO.format(title=title) if title else STAFF_QUESTION_INTRO_MULTI
+    elif again:
+        intro = QUESTION_INTRO_MORE
+    else:
+        intro = QUESTION_INTRO.format(title=title) if title else QUESTION_INTRO_MULTI
     return f"{intro}\n{text}"
 
 

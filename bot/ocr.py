@@ -150,6 +150,10 @@ def _open_checked(data: bytes) -> Image.Image:
             raise ImageError("corrupt", "the header of the image is damaged") from exc
         raise ImageError("not_image", "not a PNG, JPEG, WebP, GIF or BMP image") from exc
 
+    if image.format == "JPEG":
+        # Phone cameras take 48-200 megapixel photos; JPEG can be decoded at 1/2, 1/4 or 1/8
+        # scale directly, so a large photo never needs its full size in memory.
+        image.draft("RGB", (_ENGINE_MAX_SIDE, _ENGINE_MAX_SIDE))
     width, height = image.size
     if width <= 0 or height <= 0:
         raise ImageError("corrupt", f"the image has zero size ({width}x{height})")

@@ -68,7 +68,7 @@ def test_jsonl_bad_lines_reported_in_order() -> None:
     assert "invalid JSON" in outputs[1]["error"]
     assert outputs[2]["line"] == 3
     assert outputs[3]["line"] == 4
-    assert outputs[4]["kind"] == "fallback"
+    assert outputs[4] == {"line": 5, "error": 'each line needs "text" or "image"'}
 
 
 def test_jsonl_redacts_my_number() -> None:
@@ -106,10 +106,11 @@ def test_image_missing_file(tmp_path: Path) -> None:
 
 
 def test_chat_conversation() -> None:
-    result = madoguchi("chat", stdin="ご利用いただけないカードです。\n住基カード\n")
+    result = madoguchi("chat", stdin="ご利用いただけないカードです。\n2\n")
     assert result.returncode == 0, result.stderr
     assert "機械に置いたカード" in result.stdout
-    assert "マイナンバーカード" in result.stdout
+    assert "[2] 住基カード" in result.stdout
+    assert "マイナンバーカードだけ" in result.stdout
 
 
 def test_report_and_learned_export(tmp_path: Path) -> None:

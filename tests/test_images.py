@@ -85,3 +85,16 @@ def test_screen_text_identification(kb: object, ocr_text: str, error_id: str | N
     assert isinstance(kb, KnowledgeBase)
     found = identify(Matcher(kb), Text.of(without_furniture(ocr_text)))
     assert found.error_id == error_id
+
+
+@pytest.mark.skipif(not IMAGES.exists(), reason=f"{IMAGES} is missing (the shared folder)")
+def test_large_phone_photo_read(assistant: Assistant) -> None:
+    import io
+
+    from PIL import Image
+
+    photo = Image.open(IMAGES / "photo_mild-07.jpg").convert("RGB").resize((6000, 8000))
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=60)
+    reply = assistant.respond(Message(channel="line", user="big", image=buffer.getvalue()))
+    assert reply.error_id == "7"

@@ -1,3 +1,4 @@
+import os
 import shutil
 import subprocess
 import sys
@@ -165,3 +166,41 @@ def test_kb_check_command(tmp_path: Path) -> None:
     assert "errors.yaml" in bad.stdout
     assert "causes" in bad.stdout
     assert "必須の項目がありません" in bad.stdout
+
+
+def test_errors_name_cause_by_id(tmp_path: Path) -> None:
+    folder = copy_knowledge(tmp_path)
+
+    def blank(data: dict) -> None:  # type: ignore[type-arg]
+        four = next(e for e in data["errors"] if e["id"] == "4")
+        four["causes"][0]["remedy"] = " "
+
+    edit_yaml(folder / "errors.yaml", blank)
+    problems = problems_of(folder)
+    assert any("「4」" in p and "causes「4a」.remedy" in p for p in problems)
+    assert not any("使われていません" in p for p in problems)
+
+
+def test_duplicate_cause_names_both_messages(tmp_path: Path) -> None:
+    folder = copy_knowledge(tmp_path)
+
+    def rename(data: dict) -> None:  # type: ignore[type-arg]
+        data["errors"][0]["causes"][1]["id"] = data["errors"][0]["causes"][0]["id"]
+
+    edit_yaml(folder / "errors.yaml", rename)
+    assert any("errors.yaml" in p and "重複" in p and "原因" in p for p in problems_of(folder))
+
+
+def test_serve_refuses_broken_knowledge(tmp_path: Path) -> None:
+    folder = copy_knowledge(tmp_path)
+    (folder / "facts.yaml").write_text("facts: [", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "serve", "--port", "1"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MADOGUCHI_KNOWLEDGE_DIR": str(folder)},
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "facts.yaml" in result.stderr
+    assert "Traceback" not in result.stderr
