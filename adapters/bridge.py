@@ -5,7 +5,8 @@ this module carries the words across. Opening a hand-off posts one message to th
 channel, and its thread becomes the conversation. The resident's messages are posted in the
 thread, staff replies in the thread are pushed to the resident on LINE, and the 「対応する」
 and 「対応終了」 buttons change the hand-off's status. When no staff member takes a hand-off
-in time, a background task pushes the office's contact details to the resident.
+in time, a background task pushes the office's contact details to the resident. The post's
+status line and buttons are updated on every status change, from either side.
 
 Every hand-off lives in the store (SQLite or Redis), so an open one keeps working after a
 restart. Without a staff channel the resident still gets the notice and, later, the timeout
@@ -297,8 +298,8 @@ class Bridge:
     def show_status(self, handoff: Handoff, status: slack_blocks.HandoffStatus) -> bool:
         """Update the hand-off post in the staff channel to show `status`.
 
-        The post is read back with conversations.history, because it is rebuilt from its own
-        blocks; that needs the history scope of the channel, which thread replies need too.
+        The post is rebuilt from its own blocks, so it is read back with conversations.history
+        first. That needs the channel's history scope, which thread replies need too.
         """
         if self.slack is None or not (handoff.thread_channel and handoff.thread_ts):
             return False

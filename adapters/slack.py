@@ -226,7 +226,7 @@ def build_app(
     socket_mode: bool = False,
     bridge: Bridge | None = None,
 ) -> App:
-    """Build the Bolt app. It calls auth.test once, so the Web API must be reachable.
+    """Build the Bolt app. It calls auth.test, so the Web API must be reachable.
 
     Over HTTP every request must carry a valid signature; Socket Mode requests arrive over
     the app's own authenticated WebSocket and carry none. Without a `bridge` one is built
@@ -270,7 +270,7 @@ def build_app(
 def _ignore_the_rest(app: App) -> None:
     """Acknowledge every request no listener above handles, so Slack gets 200 and not 404.
 
-    Bolt would answer 404 and log the whole request body as a warning. Here each unhandled
+    Bolt would return 404 and log the whole request body as a warning. Here each unhandled
     kind is logged once at INFO and then at DEBUG.
     """
     seen: set[str] = set()

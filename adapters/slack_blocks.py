@@ -421,9 +421,9 @@ def render_handoff(
 
 @dataclass(frozen=True)
 class HandoffStatus:
-    """What a hand-off post shows: a status sentence and the buttons that still apply.
+    """Status of a hand-off post: the sentence it shows and the buttons that still apply.
 
-    `text` is plain text in which "{who}" stands for `staff`.
+    `text` is plain text in which "{who}" is replaced by `staff`.
     """
 
     text: str

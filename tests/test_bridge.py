@@ -179,9 +179,16 @@ class Site:
         return next(c for c in self.staff_posts() if check(c))
 
     def handoff_post(self) -> SlackCall:
-        return self.wait_post(
+        """Wait for the hand-off post and for the bridge to store its thread."""
+        root = self.wait_post(
             lambda c: "thread_ts" not in c.body and c.body["channel"] == STAFF_CHANNEL
         )
+        deadline = time.monotonic() + 10
+        store = self.store()
+        while store.handoff_by_thread(root.result["channel"], root.result["ts"]) is None:
+            assert time.monotonic() < deadline, "the hand-off thread was not stored"
+            time.sleep(0.02)
+        return root
 
     def thread_texts(self, root: SlackCall) -> list[str]:
         return [

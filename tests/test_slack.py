@@ -874,7 +874,7 @@ def test_huge_handoff_fits_block_kit_limits() -> None:
         "【市の職員より】",
     )
     updated = slack_blocks.render_handoff_status(
-        payload["blocks"], "h" * 32, "<@USTAFF01> さんが対応しています。", picked=True, closed=False
+        payload["blocks"], "h" * 32, slack_blocks.status_active("USTAFF01")
     )
 
     assert block_kit_problems(payload) == []
@@ -891,6 +891,38 @@ def test_huge_handoff_fits_block_kit_limits() -> None:
         "対応終了",
         "この表現を登録",
     ]
+    assert updated["text"] == "職員が対応しています。"
+
+
+@pytest.mark.parametrize(
+    ("status", "shown", "notified"),
+    [
+        (
+            slack_blocks.status_active("USTAFF01"),
+            "<@USTAFF01> さんが対応しています。",
+            "職員が対応しています。",
+        ),
+        (
+            slack_blocks.status_closed(slack_blocks.STATUS_CLOSED_BY_STAFF, "USTAFF01"),
+            "<@USTAFF01> さんが対応を終了しました。",
+            "職員が対応を終了しました。",
+        ),
+        (
+            slack_blocks.status_active("not-an-id>"),
+            "職員が対応しています。",
+            "職員が対応しています。",
+        ),
+        (slack_blocks.status_closed(), "この相談は終了しました。", "この相談は終了しました。"),
+    ],
+)
+def test_handoff_status_text_names_someone(
+    status: slack_blocks.HandoffStatus, shown: str, notified: str
+) -> None:
+    payload = slack_blocks.render_handoff_status(None, "h" * 32, status)
+
+    assert payload["blocks"][0]["elements"][0]["text"] == shown
+    assert payload["text"] == notified
+    assert not payload["text"].startswith("さん")
 
 
 @pytest.mark.parametrize(
