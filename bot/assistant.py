@@ -68,6 +68,8 @@ class State:
     feedback_for: dict[str, Any] | None = None
     # Who is talking: staff get the staff wording of questions ("…を確認してください").
     audience: str = "resident"
+    # The last reply listed several causes; a fact given afterwards may still settle it.
+    unsure: bool = False
     updated: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
@@ -212,7 +214,28 @@ class Assistant:
             reply = self._after_question(user, query, state, ranked)
             if reply is not None:
                 return reply
+        if state.unsure:
+            reply = self._after_unsure(user, query, state, ranked)
+            if reply is not None:
+                return reply
         return self._fresh(user, query, state, ranked)
+
+    def _after_unsure(
+        self, user: str, query: Text, state: State, ranked: list[Score]
+    ) -> Reply | None:
+        """Narrow a listed answer with a fact given afterwards (「ほかの店でもダメでした」)."""
+        state.unsure = False
+        top = ranked[0]
+        if top.kind == "error" and top.entry_id not in state.errors and top.score >= IDENTIFY:
+            return None
+        revealed = self.reader.facts(query)
+        evidence = self.reader.evidence(query)
+        if not revealed and not evidence:
+            return None
+        state.facts.update(revealed)
+        state.evidence = sorted({*state.evidence, *evidence})
+        candidates = [Candidate(e, None, w) for e, w in state.errors.items()]
+        return self._next_step(user, state, candidates)
 
     def _respond_image(self, message: Message, state: State) -> tuple[Reply, str]:
         """Read a photo of the kiosk screen and answer as if its message had been typed."""
@@ -339,6 +362,7 @@ class Assistant:
                 return self._ask(user, state, fact.id, None, error_id, candidates)
         if must_split and len(error_ids) > 1:
             return self._clarify(user, state, [])
+        state.unsure = True
         return self._unsure(user, open_, candidates)
 
     def _after_question(

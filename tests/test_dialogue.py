@@ -284,3 +284,15 @@ def test_repeated_feedback_tap(talk: Conversation) -> None:
     assert first.kind == "notice"
     assert second.kind == "notice"
     assert second.choices == first.choices
+
+
+def test_fact_after_listed_causes_settles(talk: Conversation) -> None:
+    talk.say(CARD_MESSAGE)
+    talk.say("マイナンバーカード")
+    listed = talk.say("特にない")
+    assert listed.kind == "answer"
+    assert "絞りきれません" in listed.text
+    settled = talk.say("ほかの店でもダメでした。カードの角が割れてます")
+    assert settled.kind == "answer"
+    assert settled.cause_id == "1d"
+    assert "絞りきれません" not in settled.text
