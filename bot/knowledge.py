@@ -343,25 +343,34 @@ def _describe(file: str, entry: str | None, exc: ValidationError, raw: object = 
             reason = str(err.get("ctx", {}).get("error", err["msg"]))
         elif reason is None:
             reason = f"値が正しくありません（{err['msg']}）"
-        prefix = f"{file}: {entry} の" if entry else f"{file}: "
-        lines.append(f"{prefix}「{where}」: {reason}")
+        prefix = f"{file}: {entry}の" if entry else f"{file}: "
+        lines.append(f"{prefix}{where}: {reason}")
     return lines
 
 
+# Japanese names of the lists in the YAML files, for error locations.
+_LIST_NAMES = {"causes": "原因", "choices": "選択肢", "sources": "出典"}
+
+
 def _location(loc: tuple[int | str, ...], raw: object) -> str:
-    """Render a pydantic error location for staff: list items by their id or 1-based number."""
+    """Render a pydantic error location for staff, such as 原因「4a」の「remedy」."""
     parts: list[str] = []
     node = raw
     for part in loc:
         if isinstance(part, int):
             item = node[part] if isinstance(node, list) and part < len(node) else None
             label = item.get("id") if isinstance(item, dict) else None
-            parts[-1:] = [f"{parts[-1]}「{label}」" if label else f"{parts[-1]}の{part + 1}番目"]
+            name = _LIST_NAMES.get(parts[-1], parts[-1]) if parts else ""
+            parts[-1:] = [f"{name}「{label}」" if label else f"{name}の{part + 1}番目"]
             node = item
         else:
             parts.append(str(part))
             node = node.get(part) if isinstance(node, dict) else None
-    return ".".join(parts) or "(全体)"
+    if not parts:
+        return "「(全体)」"
+    *path, field = parts
+    shown = field if field.endswith(("」", "番目")) else f"「{field}」"
+    return "の".join([*path, shown])
 
 
 def _cross_check(

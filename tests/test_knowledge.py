@@ -177,7 +177,7 @@ def test_errors_name_cause_by_id(tmp_path: Path) -> None:
 
     edit_yaml(folder / "errors.yaml", blank)
     problems = problems_of(folder)
-    assert any("「4」" in p and "causes「4a」.remedy" in p for p in problems)
+    assert any("「4」の原因「4a」の「remedy」" in p for p in problems)
     assert not any("使われていません" in p for p in problems)
 
 
