@@ -22,14 +22,14 @@ from bot.diagnosis import (
 from bot.knowledge import KioskError, KnowledgeBase
 from bot.match import Matcher, Score
 from bot.models import Candidate, Message, Reply
-from bot.normalize import normalize
+from bot.normalize import compact, normalize
 from bot.phrases import REGEX_PREFIX, Text, phrases
 from bot.privacy import redact
 from bot.store import MemoryStore, Store
 
 log = logging.getLogger(__name__)
 
-# Longest text the matcher reads; a kiosk question never needs more.
+# Maximum number of characters the matcher reads; a kiosk question never needs more.
 MAX_QUERY_CHARS = 2000
 MAX_QUESTIONS = 2
 MAX_CLARIFY = 3
@@ -46,6 +46,8 @@ TOPIC = 0.5
 QUOTED = 0.75
 # A keyword whose reading has at least this many kana is specific to the kiosk.
 SPECIFIC_READING = 7
+# The compact form of the 「どれでもない」 choice, compared with what the person sends.
+NONE_OF_THESE = compact(messages.NONE_OF_THESE)
 # Kiosk service hours are local time in Japan.
 JAPAN = timezone(timedelta(hours=9), "JST")
 # A cause this much heavier than all the others together is taken as the answer.
@@ -426,7 +428,7 @@ class Assistant:
     def _after_clarify(self, user: str, query: Text, state: State) -> Reply | None:
         options = state.clarify
         state.clarify = {}
-        if query.compact == Text.of(messages.NONE_OF_THESE).compact:
+        if query.compact == NONE_OF_THESE:
             return Reply(
                 user=user,
                 kind="fallback",

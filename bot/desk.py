@@ -110,14 +110,10 @@ class Desk:
 
     def _feedback(self, message: Message, query: Text, state: Any) -> Reply | None:
         target = state.feedback_for
-        if query.compact == Text.of(messages.RESOLVED).compact:
-            resolved = True
-        elif query.compact == Text.of(messages.NOT_RESOLVED).compact:
-            resolved = False
-        else:
-            state.feedback_for = None
-            return None
         state.feedback_for = None
+        if query.compact not in self._feedback_labels:
+            return None
+        resolved = query.compact == self._resolved
         self.store.add_feedback(
             {
                 "at": self.clock(),

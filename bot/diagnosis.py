@@ -120,8 +120,8 @@ class FactReader:
 
     def __init__(self, kb: KnowledgeBase) -> None:
         self._kb = kb
-        # A label such as わからない must not be read as an answer to a question not asked,
-        # so free text is read by phrases only; labels count for the pending question.
+        # A label such as わからない must not be read as a reply to a question not asked. Free
+        # text is therefore read by phrases only, and labels count for the pending question.
         self._choices: PhraseSet[tuple[str, str]] = PhraseSet(
             ((fact.id, choice.value), phrase)
             for fact in kb.facts.values()

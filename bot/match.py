@@ -80,16 +80,6 @@ def screen_pattern(screen_text: str) -> str:
     return mask_numbers(compact(PLACEHOLDER.sub(fill, screen_text)))
 
 
-def align(pattern: str, query: str) -> float:
-    """Return how much of ``pattern`` appears, nearly verbatim, inside ``query`` (0 to 1)."""
-    if not pattern or not query:
-        return 0.0
-    coverage = min(1.0, len(query) / len(pattern))
-    if len(query) < MIN_ALIGNED_CHARS:
-        return 0.0
-    return fuzz.partial_ratio(pattern, query) / 100 * coverage
-
-
 @dataclass(frozen=True)
 class Pattern:
     """A screen text split into sentences, each weighted by how much it tells messages apart.
@@ -100,9 +90,6 @@ class Pattern:
 
     sentences: tuple[str, ...]
     weights: tuple[float, ...]
-
-    def align(self, query: str) -> float:
-        return self.align_scored(query, {s: fuzz.partial_ratio(s, query) for s in self.sentences})
 
     def align_scored(self, query: str, ratios: dict[str, float]) -> float:
         """Combine per-sentence partial ratios (0-100) already computed for this query."""

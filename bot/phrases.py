@@ -197,8 +197,8 @@ K = TypeVar("K")
 class PhraseSet(Generic[K]):
     """Many phrases, each with a key, indexed so that a query checks only likely candidates.
 
-    A phrase is a candidate when the query contains its first two characters (by surface or
-    reading) or its first lemma; only candidates run the full Phrase.found_in check.
+    A phrase is a candidate when the query contains its first KEY_CHARS characters (by surface
+    or reading) or its first lemma. Only candidates run the full Phrase.found_in check.
     """
 
     def __init__(self, items: Iterable[tuple[K, Phrase]] = ()) -> None:

@@ -154,8 +154,8 @@ class SQLiteStore:
             self._keeper.execute("ALTER TABLE turns ADD COLUMN reply TEXT NOT NULL DEFAULT ''")
 
     def _execute(self, sql: str, parameters: Any = ()) -> _Result:
-        # sqlite3 reports rowcount from the connection's last change, so two threads on one
-        # connection (the in-memory store) could read each other's count; a lock keeps each
+        # sqlite3 reports rowcount from the connection's last change. Two threads on one
+        # connection (the in-memory store) could read each other's count, so a lock keeps each
         # statement and its result together.
         with self._lock:
             cursor = self._db().execute(sql, parameters)
@@ -343,7 +343,7 @@ class MemoryStore(SQLiteStore):
 
 
 class Store(Protocol):
-    """What the core and adapters need from storage; SQLiteStore and RedisStore implement it."""
+    """The storage interface of the core and adapters, implemented by SQLiteStore and RedisStore."""
 
     def load(self, key: str) -> dict[str, Any] | None: ...
     def save(self, key: str, state: dict[str, Any]) -> None: ...

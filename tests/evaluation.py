@@ -1,8 +1,12 @@
-"""Scoring of first replies against labelled queries (label convention: see docs/architecture.md).
+"""Scoring of first replies against labelled queries.
 
-Labels: "2".."11" a single-cause kiosk message; "1a".."1e", "4a", "4b" a message and its cause;
-"1?"/"4?" the message with its cause not knowable from the text; "new:<slug>" a real kiosk
-problem beyond the city's table; "oos" out of scope; "?" a vague report without screen text.
+Labels in the `expected` column:
+- "2" to "11": a kiosk message with a single cause;
+- "1a" to "1e", "4a", "4b": a message and its cause;
+- "1?", "4?": the message, with its cause not knowable from the text;
+- "new:<slug>": a real kiosk problem beyond the city's table;
+- "oos": out of scope;
+- "?": a vague report without screen text.
 """
 
 from __future__ import annotations

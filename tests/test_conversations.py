@@ -40,7 +40,12 @@ def run(assistant: Assistant, script: dict[str, Any]) -> Result:
         questions = 0 if reply.kind == "notice" else questions + (reply.kind == "question")
         transcript.append(f"> {turn['say']}\n< [{reply.kind} {reply.error_id}/{reply.cause_id}]")
         expected = turn.get("expect_kind")
-        allowed = expected if isinstance(expected, list) else [expected] if expected else None
+        if isinstance(expected, list):
+            allowed = expected
+        elif expected:
+            allowed = [expected]
+        else:
+            allowed = None
         if allowed and reply.kind not in allowed:
             solved = False
     last = talk.replies[-1]
